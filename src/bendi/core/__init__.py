@@ -1,0 +1,1 @@
+"""Foundation shared by every layer: settings, paths, errors, units, logging."""

@@ -1,0 +1,124 @@
+"""The one exception tree: every error a user can hit is a sentence that says what to do next."""
+
+from __future__ import annotations
+
+
+class BendiError(Exception):
+    """Base of all bendi errors. `http_status` and `code` let the gateway map it without guessing."""
+
+    http_status: int = 500
+    code: str = "internal_error"
+    error_type: str = "server_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UserInputError(BendiError):
+    """The caller asked for something malformed or impossible."""
+
+    http_status = 400
+    code = "invalid_request"
+    error_type = "invalid_request_error"
+
+
+class InvalidNameError(UserInputError):
+    """A model, repo, file or knowledge-base name that is unsafe or malformed."""
+
+    code = "invalid_name"
+
+
+class NotFoundError(BendiError):
+    """A named thing (model, knowledge base, document) does not exist."""
+
+    http_status = 404
+    code = "not_found"
+    error_type = "invalid_request_error"
+
+
+class ModelNotFoundError(NotFoundError):
+    code = "model_not_found"
+
+
+class ContextOverflowError(UserInputError):
+    """The prompt (plus requested output) does not fit the model's context window."""
+
+    code = "context_length_exceeded"
+
+    def __init__(self, prompt_tokens: int, context_tokens: int, max_tokens: int | None = None) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.context_tokens = context_tokens
+        self.max_tokens = max_tokens
+        extra = f" plus max_tokens {max_tokens}" if max_tokens else ""
+        super().__init__(
+            f"This model's context window is {context_tokens} tokens, but the prompt has "
+            f"{prompt_tokens} tokens{extra}. Shorten the conversation or the documents, or load the "
+            f"model with a larger context (e.g. BENDI_CONTEXT_TOKENS or --ctx)."
+        )
+
+
+class InvalidModelFileError(UserInputError):
+    """A model file is malformed, truncated or of a refused format."""
+
+    code = "invalid_model_file"
+
+
+class ModelTooLargeError(BendiError):
+    """The advisor says the model will not fit in this machine's memory."""
+
+    http_status = 503
+    code = "model_does_not_fit"
+    error_type = "server_error"
+
+
+class EngineError(BendiError):
+    """The inference engine failed (load error, crash)."""
+
+    http_status = 503
+    code = "engine_unavailable"
+    error_type = "server_error"
+
+
+class OverloadedError(BendiError):
+    """The server is full; the client should retry after `retry_after_s`."""
+
+    http_status = 503
+    code = "server_overloaded"
+    error_type = "server_error"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExceededError(OverloadedError):
+    """One client is over its own quota (HTTP 429)."""
+
+    http_status = 429
+    code = "rate_limit_exceeded"
+    error_type = "rate_limit_error"
+
+
+class DownloadError(BendiError):
+    """A model download failed; the partial file is kept for resuming unless said otherwise."""
+
+    http_status = 502
+    code = "download_failed"
+
+
+class IntegrityError(DownloadError):
+    """A downloaded file's hash does not match the published one."""
+
+    code = "hash_mismatch"
+
+
+class DiskFullError(BendiError):
+    http_status = 507
+    code = "insufficient_storage"
+
+
+class DocumentError(UserInputError):
+    """A document could not be parsed (broken file, needs OCR, converter missing)."""
+
+    code = "document_error"

@@ -1,0 +1,122 @@
+"""Settings: defaults, then an optional TOML file, then BENDI_* environment variables (env wins)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bendi.core.errors import UserInputError
+
+DEFAULT_PORT = 11435  # next to Ollama's 11434, so both can run side by side
+ENV_PREFIX = "BENDI_"
+
+
+def physical_cores() -> int:
+    """Physical cores, the thread count llama.cpp runs best with (hyper-threads only add contention)."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+        if n:
+            return int(n)
+    except Exception:  # psutil missing or unable to read /proc: fall back to logical count
+        pass
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseModel):
+    """Every tunable of bendi. Field `foo_bar` is set by env `BENDI_FOO_BAR` or TOML key `foo_bar`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".bendi")
+
+    # gateway
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    api_key: str | None = None  # when set, every API call needs "Authorization: Bearer <key>"
+    reasoning_field: Literal["reasoning_content", "reasoning"] = "reasoning_content"
+    cors_origins: tuple[str, ...] = ()
+    max_request_bytes: int = 8 * 1024 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024
+
+    # engine
+    default_model: str | None = None
+    threads: int = Field(default_factory=physical_cores)
+    context_tokens: int = 4096
+    batch_tokens: int = 512
+    gpu_layers: int = -1  # -1: let the planner decide; 0: CPU only
+    parallel_sequences: int = 8
+    keep_alive_s: float = 300.0
+    max_loaded_models: int = 3
+    force_load: bool = False  # load even when the advisor says it will not fit
+
+    # admission control
+    max_queue: int = 32
+    max_queue_wait_s: float = 30.0
+    request_timeout_s: float = 600.0
+    stalled_reader_timeout_s: float = 30.0
+    per_client_max_concurrent: int = 0  # 0: no per-client quota
+    shutdown_grace_s: float = 10.0
+
+    # store
+    hf_endpoint: str = "https://huggingface.co"
+    modelscope_endpoint: str = "https://www.modelscope.cn"
+    mirrors: tuple[str, ...] = ()
+    source_order: tuple[str, ...] = ("huggingface", "modelscope", "mirror")
+    allowed_hosts: tuple[str, ...] = ()  # extra hosts beyond the configured endpoints and known CDNs
+    download_connections: int = 4
+
+    # knowledge
+    embedding_model: str = "multilingual-e5-small"
+    rerank: bool = False
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _coerce_env(name: str, raw: str, annotation: Any) -> Any:
+    text = str(annotation)
+    if "tuple" in text:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if raw == "" and "None" in text:
+        return None
+    return raw
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from defaults < TOML file < BENDI_* env < explicit overrides (CLI flags)."""
+    values: dict[str, Any] = {}
+    env = os.environ
+    home = Path(env[f"{ENV_PREFIX}HOME"]).expanduser() if f"{ENV_PREFIX}HOME" in env else None
+    config_file = config_file or (Path(env[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in env else None)
+    if config_file is None:
+        candidate = (home or Path.home() / ".bendi") / "config.toml"
+        config_file = candidate if candidate.is_file() else None
+    if config_file is not None:
+        try:
+            values.update(tomllib.loads(Path(config_file).read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UserInputError(f"Cannot read the settings file {config_file}: {exc}. Fix or remove it.") from exc
+    for name, field in Settings.model_fields.items():
+        key = ENV_PREFIX + name.upper()
+        if key in env:
+            values[name] = _coerce_env(name, env[key], field.annotation)
+    if "HF_ENDPOINT" in env and f"{ENV_PREFIX}HF_ENDPOINT" not in env:
+        values["hf_endpoint"] = env["HF_ENDPOINT"]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise UserInputError(
+            f"Invalid settings ({problems}). Check BENDI_* environment variables and {config_file or 'config.toml'}."
+        ) from exc

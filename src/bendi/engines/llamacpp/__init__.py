@@ -1,0 +1,1 @@
+"""In-process llama.cpp engine with a continuous-batching scheduler."""

@@ -1,0 +1,42 @@
+"""create_app: the FastAPI application with every API mounted on one Services object."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from bendi import __version__
+from bendi.services import Services
+
+# Each module exposes `router: fastapi.APIRouter`. Order matters only for overlapping paths
+# (the UI's catch-all static mount goes last).
+ROUTER_MODULES: tuple[str, ...] = (
+    "bendi.gateway.health",
+    "bendi.gateway.openai_api.routes",
+)
+
+
+def create_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="bendi",
+        version=__version__,
+        description="本地 bendi: OpenAI- and Ollama-compatible local inference, knowledge bases, web UI.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    from bendi.gateway.errors import install_error_handlers
+
+    install_error_handlers(app)
+    for module_name in ROUTER_MODULES:
+        app.include_router(importlib.import_module(module_name).router)
+    return app

@@ -1,0 +1,1 @@
+"""Ollama-compatible API: /api/chat, /api/generate, /api/tags, /api/pull, ..."""

@@ -1,0 +1,1 @@
+"""What this machine has: CPU, RAM, disk, GPUs, as frozen dataclasses with a JSON round-trip."""

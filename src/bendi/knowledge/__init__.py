@@ -1,0 +1,1 @@
+"""The RAG pipeline, usable without HTTP: parse, chunk, embed, index, search, answer with citations."""

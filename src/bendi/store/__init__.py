@@ -1,0 +1,1 @@
+"""What is on disk: model references, blobs, manifests, GGUF validation, downloads, imports."""
