@@ -19,9 +19,13 @@ ROUTER_MODULES: tuple[str, ...] = (
 )
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
+    """The app. Models in `preload` are loaded before the server accepts requests."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for model in preload:
+            await services.engines.acquire(model)
         try:
             yield
         finally:

@@ -1,0 +1,154 @@
+"""LlamaCppEngine: the Engine protocol over an in-process llama.cpp model and its scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from bendi.core.errors import ContextOverflowError, EngineError
+from bendi.engines.chat_template import CHATML_TEMPLATE, ChatTemplate
+from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
+from bendi.engines.llamacpp.scheduler import Scheduler, SchedulerStats
+from bendi.engines.llamacpp.sequence import Sequence as ActiveSequence
+from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt
+from bendi.engines.protocol import EngineInfo
+
+
+class LlamaCppEngine:
+    """One model loaded in this process. Generation runs on the scheduler thread; this object only
+    moves requests and events between it and the event loop, so /health never waits on a token."""
+
+    def __init__(self, name: str, path: Path, config: ContextConfig) -> None:
+        self._model = LlamaModel(path, config)
+        self._config = config
+        meta = self._model.metadata
+        self._template = ChatTemplate(
+            meta.get("tokenizer.chat_template") or CHATML_TEMPLATE,
+            bos_token=self._model.token_text(self._model.bos) if self._model.bos >= 0 else "",
+            eos_token=self._model.token_text(self._model.eos) if self._model.eos >= 0 else "",
+        )
+        self._scheduler = Scheduler(self._model, sequences=config.sequences, batch_tokens=config.batch_tokens)
+        self._embedder: LlamaModel | None = None
+        self._embed_lock = asyncio.Lock()
+        arch = meta.get("general.architecture", "")
+        trained_ctx = meta.get(f"{arch}.context_length", "")
+        self._info = EngineInfo(
+            model_name=name,
+            engine="llama.cpp",
+            context_tokens=config.context_tokens,
+            architecture=arch,
+            parameters=self._model.parameters,
+            quantization=self._model.quantization,
+            file_bytes=path.stat().st_size,
+            memory_bytes=self._model.size_bytes,
+            supports_embeddings=True,
+            embeddings_are_fallback=meta.get("general.type", "") != "embedding"
+            and meta.get(f"{arch}.pooling_type", "") == "",
+        )
+        self.trained_context_tokens = int(trained_ctx) if trained_ctx.isdigit() else None
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return dict(self._model.metadata)
+
+    @property
+    def chat_template_source(self) -> str:
+        return self._template.source
+
+    def stats(self) -> SchedulerStats:
+        return self._scheduler.stats()
+
+    def render_chat(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+    ) -> RenderedPrompt:
+        return self._template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def tokenize(self, text: str, *, parse_special: bool = True) -> list[int]:
+        return self._model.tokenize(text, parse_special=parse_special)
+
+    def count_tokens(self, text: str, *, parse_special: bool = True) -> int:
+        return len(self._model.tokenize(text, parse_special=parse_special))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        tokens = self._model.tokenize(request.prompt, parse_special=request.parse_special)
+        context = self._config.context_tokens
+        if len(tokens) >= context:
+            raise ContextOverflowError(len(tokens), context, request.params.max_tokens)
+        if not tokens:
+            tokens = [self._model.bos]
+        room = context - len(tokens)
+        wanted = request.params.max_tokens
+        max_new = room if wanted is None else max(0, min(wanted, room))
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        seq = ActiveSequence(request.request_id, tokens, request.params, max_new, loop, queue)
+        if max_new == 0:
+            seq.finish("length")
+        else:
+            self._scheduler.submit(seq)
+        finished = False
+        try:
+            while True:
+                event = await queue.get()
+                if isinstance(event, BaseException):
+                    raise EngineError(f"The engine failed while generating: {event}") from event
+                yield event
+                if isinstance(event, Finished):
+                    finished = True
+                    return
+        finally:
+            if not finished:  # the consumer went away (client disconnected, task cancelled)
+                self._scheduler.cancel(seq)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        async with self._embed_lock:
+            return await asyncio.to_thread(self._embed_sync, list(texts))
+
+    def _embed_sync(self, texts: list[str]) -> list[list[float]]:
+        import llama_cpp
+
+        if self._embedder is None:
+            config = ContextConfig(
+                context_tokens=min(self._config.context_tokens, 2048),
+                sequences=1,
+                batch_tokens=min(self._config.context_tokens, 2048),
+                threads=self._config.threads,
+                gpu_layers=self._config.gpu_layers,
+                embeddings=True,
+            )
+            self._embedder = LlamaModel(self._model.path, config)
+        model = self._embedder
+        limit = model.config.context_tokens
+        dims = llama_cpp.llama_model_n_embd(model.model)
+        vectors: list[list[float]] = []
+        batch = llama_cpp.llama_batch_init(limit, 0, 1)
+        try:
+            for text in texts:
+                tokens = model.tokenize(text)[:limit] or [model.bos]
+                llama_cpp.llama_memory_clear(model.memory, True)
+                for i, token in enumerate(tokens):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
+                    batch.seq_id[i][0], batch.logits[i] = 0, True
+                batch.n_tokens = len(tokens)
+                if llama_cpp.llama_decode(model.ctx, batch) != 0:
+                    raise EngineError("llama.cpp failed to compute an embedding")
+                pointer = llama_cpp.llama_get_embeddings_seq(model.ctx, 0)
+                vector = [float(pointer[j]) for j in range(dims)]
+                norm = sum(v * v for v in vector) ** 0.5 or 1.0
+                vectors.append([v / norm for v in vector])
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        return vectors
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._scheduler.shutdown)
+        with contextlib.suppress(Exception):
+            self._model.close()
+            if self._embedder is not None:
+                self._embedder.close()

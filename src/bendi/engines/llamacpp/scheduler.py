@@ -1,0 +1,274 @@
+"""Continuous batching over llama.cpp: many sequences share each decode step; prefixes are reused."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from bendi.engines.llamacpp.model import LlamaModel
+from bendi.engines.llamacpp.sequence import Sequence, build_sampler
+
+
+@dataclass
+class Slot:
+    """A llama.cpp sequence id. `tokens` are exactly the tokens in its KV cells, positions 0..n-1;
+    an idle slot keeps them so a later request with the same prefix skips recomputing it."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+    owner: Sequence | None = None
+    last_used_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    active_sequences: int
+    waiting_sequences: int
+    prompt_tokens_total: int
+    prompt_tokens_cached: int
+    generated_tokens_total: int
+    decode_steps: int
+
+    @property
+    def prefix_cache_hit_ratio(self) -> float:
+        return self.prompt_tokens_cached / self.prompt_tokens_total if self.prompt_tokens_total else 0.0
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scheduler:
+    """Owns the model's context on one thread. Requests join between steps; each step decodes one
+    token for every generating sequence plus a bounded chunk of pending prompt tokens, so a long
+    prompt never stalls the streams already running."""
+
+    def __init__(
+        self, model: LlamaModel, *, sequences: int, batch_tokens: int, prefill_chunk_tokens: int = 256
+    ) -> None:
+        import llama_cpp
+
+        self._lib = llama_cpp
+        self._model = model
+        self._batch_tokens = batch_tokens
+        self._prefill_chunk = max(1, min(prefill_chunk_tokens, batch_tokens))
+        self._slots = [Slot(i) for i in range(sequences)]
+        self._incoming: deque[Sequence] = deque()
+        self._waiting: deque[Sequence] = deque()
+        self._active: list[Sequence] = []
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
+        self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"bendi-scheduler-{model.path.name}", daemon=True
+        )
+        self._thread.start()
+
+    # called from the event loop -------------------------------------------------------------
+    def submit(self, seq: Sequence) -> None:
+        with self._cv:
+            if self._stopping:
+                raise RuntimeError("scheduler is shut down")
+            self._incoming.append(seq)
+            self._cv.notify()
+
+    def cancel(self, seq: Sequence) -> None:
+        seq.cancelled = True  # read by the scheduler thread at its next step
+        with self._cv:
+            self._cv.notify()
+
+    def stats(self) -> SchedulerStats:
+        return SchedulerStats(
+            active_sequences=len(self._active),
+            waiting_sequences=len(self._waiting) + len(self._incoming),
+            prompt_tokens_total=self._prompt_total,
+            prompt_tokens_cached=self._prompt_cached,
+            generated_tokens_total=self._generated,
+            decode_steps=self._steps,
+        )
+
+    def shutdown(self) -> None:
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+        self._lib.llama_batch_free(self._batch)
+
+    # the scheduler thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stopping and not self._incoming and not self._active and not self._waiting:
+                    self._cv.wait()
+                if self._stopping:
+                    break
+                self._waiting.extend(self._incoming)
+                self._incoming.clear()
+            try:
+                self._reap_cancelled()
+                self._admit()
+                if self._active:
+                    self._step()
+            except Exception as exc:  # a llama.cpp failure must end requests, not hang them
+                for seq in self._active + list(self._waiting):
+                    seq.emit(exc)
+                    seq.done = True
+                self._active.clear()
+                self._waiting.clear()
+                for slot in self._slots:
+                    slot.owner, slot.tokens = None, []
+                self._lib.llama_memory_clear(self._model.memory, True)
+        for seq in self._active + list(self._waiting) + list(self._incoming):
+            seq.finish("cancelled", "server shutting down")
+
+    def _reap_cancelled(self) -> None:
+        for seq in [s for s in self._waiting if s.cancelled]:
+            self._waiting.remove(seq)
+            seq.finish("cancelled")
+        for seq in [s for s in self._active if s.cancelled]:
+            slot = self._slots[seq.slot]
+            # Free its KV cells at once: a cancelled request's cache is not worth keeping.
+            self._lib.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
+            slot.tokens = []
+            seq.finish("cancelled")
+            self._release(seq)
+
+    def _admit(self) -> None:
+        while self._waiting:
+            free = [slot for slot in self._slots if slot.owner is None]
+            if not free:
+                return
+            seq = self._waiting.popleft()
+            self._assign(seq, free)
+
+    def _assign(self, seq: Sequence, free: list[Slot]) -> None:
+        prompt = seq.prompt_tokens
+        limit = len(prompt) - 1  # at least one prompt token must be decoded to get logits
+        best_free = max(free, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.last_used_s))
+        own = min(common_prefix_length(best_free.tokens, prompt), limit)
+        donor, donated = None, own
+        for slot in self._slots:
+            if slot is not best_free:
+                shared = min(common_prefix_length(slot.tokens, prompt), limit)
+                if shared > donated:
+                    donor, donated = slot, shared
+        mem, lib = self._model.memory, self._lib
+        if donor is not None:
+            lib.llama_memory_seq_rm(mem, best_free.seq_id, -1, -1)
+            lib.llama_memory_seq_cp(mem, donor.seq_id, best_free.seq_id, 0, donated)
+            best_free.tokens = prompt[:donated]
+            reused = donated
+        elif lib.llama_memory_seq_rm(mem, best_free.seq_id, own, -1):
+            best_free.tokens = best_free.tokens[:own]
+            reused = own
+        else:  # this cache type cannot drop a tail (e.g. recurrent state): start the slot afresh
+            lib.llama_memory_seq_rm(mem, best_free.seq_id, -1, -1)
+            best_free.tokens, reused = [], 0
+        best_free.owner = seq
+        seq.slot = best_free.seq_id
+        seq.n_past = seq.cached_tokens = reused
+        seq.sampler = build_sampler(lib, seq.params, self._model.n_vocab)
+        self._prompt_total += len(prompt)
+        self._prompt_cached += reused
+        self._active.append(seq)
+
+    def _release(self, seq: Sequence) -> None:
+        slot = self._slots[seq.slot]
+        slot.owner = None
+        slot.last_used_s = time.monotonic()
+        if seq.sampler is not None:
+            self._lib.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+        if seq in self._active:
+            self._active.remove(seq)
+
+    def _step(self) -> None:
+        batch = self._batch
+        n = 0
+        outputs: list[tuple[Sequence, int]] = []
+        fed: list[tuple[Sequence, int]] = []  # (sequence, tokens added this step)
+        generating = [s for s in self._active if not s.prefilling and s.next_token is not None]
+        for seq in generating:
+            self._put(n, seq.next_token or 0, seq.n_past, seq.slot, True)
+            outputs.append((seq, n))
+            fed.append((seq, 1))
+            n += 1
+        budget = self._batch_tokens - n
+        if generating:
+            budget = min(budget, self._prefill_chunk)
+        for seq in self._active:
+            if budget <= 0:
+                break
+            if not seq.prefilling:
+                continue
+            start = seq.n_past
+            chunk = seq.prompt_tokens[start : start + budget]
+            last = start + len(chunk) == len(seq.prompt_tokens)
+            for offset, token in enumerate(chunk):
+                is_last = last and offset == len(chunk) - 1
+                self._put(n, token, start + offset, seq.slot, is_last)
+                if is_last:
+                    outputs.append((seq, n))
+                n += 1
+            fed.append((seq, len(chunk)))
+            budget -= len(chunk)
+        if n == 0:
+            return
+        batch.n_tokens = n
+        rc = self._lib.llama_decode(self._model.ctx, batch)
+        if rc == 1:  # no room in the KV cache: drop idle prefix caches and try once more
+            for slot in self._slots:
+                if slot.owner is None and slot.tokens:
+                    self._lib.llama_memory_seq_rm(self._model.memory, slot.seq_id, -1, -1)
+                    slot.tokens = []
+            rc = self._lib.llama_decode(self._model.ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode failed with code {rc}")
+        self._steps += 1
+        for seq, count in fed:
+            slot = self._slots[seq.slot]
+            if seq.prefilling:
+                slot.tokens.extend(seq.prompt_tokens[seq.n_past : seq.n_past + count])
+                seq.n_past += count
+                if not seq.prefilling:
+                    seq.prefill_done_s = time.monotonic()
+            else:
+                slot.tokens.append(seq.next_token or 0)
+                seq.n_past += 1
+        for seq, index in outputs:
+            self._sample(seq, index)
+
+    def _put(self, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq_id
+        batch.logits[i] = logits
+
+    def _sample(self, seq: Sequence, index: int) -> None:
+        token = self._lib.llama_sampler_sample(seq.sampler, self._model.ctx, index)
+        if seq.first_token_s is None:
+            seq.first_token_s = time.monotonic()
+        seq.next_token = None
+        if self._model.is_end_of_generation(token):  # the end marker is not part of the completion
+            seq.finish("stop")
+            self._release(seq)
+            return
+        seq.generated += 1
+        self._generated += 1
+        if seq.push_text(self._model.piece(token)):
+            seq.finish("stop", emit_tail=False)
+        elif seq.generated >= seq.max_new_tokens:
+            seq.finish("length")
+        else:
+            seq.next_token = token
+            return
+        self._release(seq)

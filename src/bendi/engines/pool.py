@@ -1,0 +1,237 @@
+"""Loaded models: load on first use, keep alive, unload idle ones, refuse what will not fit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bendi.core.errors import EngineError, ModelTooLargeError, OverloadedError
+from bendi.core.paths import DataPaths
+from bendi.core.settings import Settings
+from bendi.engines.protocol import Engine, EngineInfo
+from bendi.store.bundled import DEFAULT_BUNDLED
+from bendi.store.resolve import LocalModel, installed_models, resolve_model
+
+if TYPE_CHECKING:
+    from bendi.engines.llamacpp.scheduler import SchedulerStats
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class FitVerdict:
+    fits: bool
+    required_bytes: int
+    available_bytes: int
+    reason: str = ""
+
+
+FitCheck = Callable[[LocalModel, int, list[EngineInfo]], FitVerdict]
+EngineFactory = Callable[[LocalModel, Settings], Engine]
+
+
+def memory_fit_check(model: LocalModel, context_tokens: int, loaded: list[EngineInfo]) -> FitVerdict:
+    """Conservative default: weights (mmapped file) + ~15% for KV cache and compute buffers,
+    against the memory available now (what is loaded already is counted in that)."""
+    import psutil
+
+    required = int(model.size_bytes * 1.15) + 256 * MIB
+    available = int(psutil.virtual_memory().available)
+    fits = required <= available
+    reason = (
+        ""
+        if fits
+        else (
+            f"{model.name} needs about {required / 1e9:.1f} GB of memory but only {available / 1e9:.1f} GB is available"
+            + (f" with {len(loaded)} other model(s) loaded" if loaded else "")
+        )
+    )
+    return FitVerdict(fits, required, available, reason)
+
+
+def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
+    from bendi.engines.llamacpp.engine import LlamaCppEngine
+    from bendi.engines.llamacpp.model import ContextConfig
+
+    config = ContextConfig(
+        context_tokens=settings.context_tokens,
+        sequences=settings.parallel_sequences,
+        batch_tokens=settings.batch_tokens,
+        threads=settings.threads,
+        gpu_layers=settings.gpu_layers if settings.gpu_layers >= 0 else 0,
+    )
+    return LlamaCppEngine(model.name, model.path, config)
+
+
+@dataclass
+class _Loaded:
+    engine: Engine
+    model: LocalModel
+    keep_alive_s: float
+    last_used_s: float
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    info: EngineInfo
+    path: str
+    expires_in_s: float
+
+
+class EnginePool:
+    def __init__(
+        self,
+        settings: Settings,
+        paths: DataPaths,
+        *,
+        fit_check: FitCheck | None = None,
+        engine_factory: EngineFactory | None = None,
+    ) -> None:
+        self._settings = settings
+        self._paths = paths
+        self._fit_check = fit_check or memory_fit_check
+        self._factory = engine_factory or llamacpp_factory
+        self._loaded: dict[str, _Loaded] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._failures: dict[str, str] = {}
+        self._reaper: asyncio.Task[None] | None = None
+
+    # queries -----------------------------------------------------------------------------
+    def default_model_name(self) -> str:
+        """settings.default_model, else the largest installed model that fits, else the bundled one."""
+        if self._settings.default_model:
+            return self._settings.default_model
+        candidates = sorted(installed_models(self._paths), key=lambda m: m.size_bytes, reverse=True)
+        for model in candidates:
+            if model.source != "bundled" and self._fit_check(model, self._settings.context_tokens, []).fits:
+                return model.name
+        return DEFAULT_BUNDLED
+
+    def resolve(self, name_or_path: str) -> LocalModel:
+        return resolve_model(self._paths, name_or_path)
+
+    def loaded(self) -> list[LoadedModel]:
+        now = time.monotonic()
+        return [
+            LoadedModel(
+                entry.engine.info,
+                str(entry.model.path),
+                max(0.0, entry.last_used_s + entry.keep_alive_s - now),
+            )
+            for entry in self._loaded.values()
+        ]
+
+    def get_loaded(self, name: str) -> Engine | None:
+        entry = self._loaded.get(name)
+        return entry.engine if entry else None
+
+    def failures(self) -> dict[str, str]:
+        return dict(self._failures)
+
+    def stats(self) -> dict[str, SchedulerStats]:
+        result = {}
+        for name, entry in self._loaded.items():
+            stats = getattr(entry.engine, "stats", None)
+            if callable(stats):
+                result[name] = stats()
+        return result
+
+    # loading -----------------------------------------------------------------------------
+    async def acquire(self, name_or_path: str | None = None, *, keep_alive_s: float | None = None) -> Engine:
+        """The engine for this model, loading it on first use (in a worker thread)."""
+        model = self.resolve(name_or_path or self.default_model_name())
+        keep = self._settings.keep_alive_s if keep_alive_s is None else keep_alive_s
+        entry = self._loaded.get(model.name)
+        if entry is None:
+            lock = self._locks.setdefault(model.name, asyncio.Lock())
+            async with lock:
+                entry = self._loaded.get(model.name)
+                if entry is None:
+                    entry = await self._load(model, keep)
+        entry.last_used_s = time.monotonic()
+        if keep_alive_s is not None:
+            entry.keep_alive_s = keep
+        self._ensure_reaper()
+        return entry.engine
+
+    async def _load(self, model: LocalModel, keep_alive_s: float) -> _Loaded:
+        if len(self._loaded) >= self._settings.max_loaded_models:
+            await self._evict_one_idle()
+        verdict = self._fit_check(
+            model, self._settings.context_tokens, [e.engine.info for e in self._loaded.values()]
+        )
+        if not verdict.fits and not self._settings.force_load:
+            raise ModelTooLargeError(
+                f"Not loading {model.name}: {verdict.reason or 'it will not fit in memory'} "
+                f"(required {verdict.required_bytes / 1e9:.1f} GB, available {verdict.available_bytes / 1e9:.1f} GB). "
+                "Unload other models, choose a smaller quantization (see `bendi plan`), or set BENDI_FORCE_LOAD=1."
+            )
+        try:
+            engine = await asyncio.to_thread(self._factory, model, self._settings)
+        except Exception as exc:
+            reason = getattr(exc, "message", None) or str(exc)
+            self._failures[model.name] = reason
+            if isinstance(exc, EngineError | ModelTooLargeError):
+                raise
+            raise EngineError(f"Could not load {model.name}: {reason}") from exc
+        self._failures.pop(model.name, None)
+        entry = _Loaded(engine, model, keep_alive_s, time.monotonic())
+        self._loaded[model.name] = entry
+        return entry
+
+    def _busy(self, entry: _Loaded) -> bool:
+        stats = getattr(entry.engine, "stats", None)
+        if callable(stats):
+            current: Any = stats()
+            return bool(current.active_sequences or current.waiting_sequences)
+        return False
+
+    async def _evict_one_idle(self) -> None:
+        idle = [(e.last_used_s, name) for name, e in self._loaded.items() if not self._busy(e)]
+        if not idle:
+            raise OverloadedError(
+                f"{len(self._loaded)} models are loaded and all are busy (limit BENDI_MAX_LOADED_MODELS="
+                f"{self._settings.max_loaded_models}). Try again shortly.",
+                retry_after_s=5.0,
+            )
+        await self.unload(min(idle)[1])
+
+    async def unload(self, name: str) -> bool:
+        entry = self._loaded.pop(name, None)
+        if entry is None:
+            return False
+        await entry.engine.close()
+        return True
+
+    # keep-alive ------------------------------------------------------------------------
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        while self._loaded:
+            await asyncio.sleep(1.0)
+            await self.unload_expired()
+
+    async def unload_expired(self) -> list[str]:
+        now = time.monotonic()
+        expired = [
+            name
+            for name, e in self._loaded.items()
+            if e.keep_alive_s >= 0 and now - e.last_used_s >= e.keep_alive_s and not self._busy(e)
+        ]
+        for name in expired:
+            await self.unload(name)
+        return expired
+
+    async def aclose(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reaper
+        for name in list(self._loaded):
+            await self.unload(name)
