@@ -85,9 +85,20 @@ class DataPaths:
         return self.home / "conversations.sqlite3"
 
     def knowledge_base_dir(self, kb_name: str) -> Path:
-        return ensure_inside(self.knowledge, self.knowledge / safe_component(kb_name, what="knowledge-base name"))
+        return ensure_inside(
+            self.knowledge, self.knowledge / safe_component(kb_name, what="knowledge-base name")
+        )
 
     def ensure(self) -> DataPaths:
-        for directory in (self.home, self.models, self.blobs, self.manifests, self.partials, self.knowledge, self.logs, self.cache):
+        for directory in (
+            self.home,
+            self.models,
+            self.blobs,
+            self.manifests,
+            self.partials,
+            self.knowledge,
+            self.logs,
+            self.cache,
+        ):
             directory.mkdir(parents=True, exist_ok=True)
         return self

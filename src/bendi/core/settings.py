@@ -103,7 +103,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         try:
             values.update(tomllib.loads(Path(config_file).read_text(encoding="utf-8")))
         except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UserInputError(f"Cannot read the settings file {config_file}: {exc}. Fix or remove it.") from exc
+            raise UserInputError(
+                f"Cannot read the settings file {config_file}: {exc}. Fix or remove it."
+            ) from exc
     for name, field in Settings.model_fields.items():
         key = ENV_PREFIX + name.upper()
         if key in env:
@@ -114,9 +116,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise UserInputError(
             f"Invalid settings ({problems}). Check BENDI_* environment variables and {config_file or 'config.toml'}."
         ) from exc

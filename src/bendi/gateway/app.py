@@ -15,6 +15,7 @@ from bendi.services import Services
 # (the UI's catch-all static mount goes last).
 ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.health",
+    "bendi.gateway.metrics",
     "bendi.gateway.openai_api.routes",
 )
 
@@ -41,6 +42,9 @@ def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
     from bendi.gateway.errors import install_error_handlers
 
     install_error_handlers(app)
+    from bendi.gateway.metrics import install_request_counter
+
+    install_request_counter(app)
     for module_name in ROUTER_MODULES:
         app.include_router(importlib.import_module(module_name).router)
     return app

@@ -50,6 +50,9 @@ class ContextConfig:
     threads: int
     gpu_layers: int = 0
     embeddings: bool = False
+    # One KV pool shared by all sequences (prefixes copy across slots) vs one stream per sequence
+    # (a sequence's cells never move, so its numbers do not depend on what else is running).
+    unified_kv: bool = False
 
 
 class LlamaModel:
@@ -74,15 +77,13 @@ class LlamaModel:
         self.model = model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         cparams = llama_cpp.llama_context_default_params()
-        # One unified KV pool shared by every sequence: a long chat may use more than an even share,
-        # and prefixes can be copied between sequences without duplicating cells.
         cparams.n_ctx = config.context_tokens * (1 if config.embeddings else config.sequences)
         cparams.n_batch = config.batch_tokens
         cparams.n_ubatch = config.batch_tokens
         cparams.n_seq_max = config.sequences
         cparams.n_threads = config.threads
         cparams.n_threads_batch = config.threads
-        cparams.kv_unified = True
+        cparams.kv_unified = config.unified_kv
         cparams.no_perf = True
         if config.embeddings:
             cparams.embeddings = True

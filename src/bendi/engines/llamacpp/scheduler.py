@@ -154,7 +154,9 @@ class Scheduler:
         best_free = max(free, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.last_used_s))
         own = min(common_prefix_length(best_free.tokens, prompt), limit)
         donor, donated = None, own
-        for slot in self._slots:
+        # Copying cells between sequences needs the unified KV pool; with one stream per sequence
+        # the prefix cache works within a slot (a conversation returns to the slot holding it).
+        for slot in self._slots if self._model.config.unified_kv else ():
             if slot is not best_free:
                 shared = min(common_prefix_length(slot.tokens, prompt), limit)
                 if shared > donated:

@@ -1,0 +1,159 @@
+"""/metrics in Prometheus text format: requests, queue, sequences, tokens, latency, prefix cache."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+
+from bendi.engines.llamacpp.scheduler import SchedulerStats
+from bendi.engines.messages import Finished
+from bendi.gateway.dependencies import get_services
+from bendi.services import Services
+
+router = APIRouter(tags=["observability"])
+
+TTFT_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Histogram:
+    def __init__(self, buckets: tuple[float, ...]) -> None:
+        self.buckets = buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def render(self, name: str, labels: str) -> list[str]:
+        lines, cumulative = [], 0
+        sep = "," if labels else ""
+        for bound, count in zip(self.buckets, self.counts, strict=False):
+            cumulative += count
+            lines.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {cumulative}')
+        lines.append(f'{name}_bucket{{{labels}{sep}le="+Inf"}} {self.n}')
+        lines.append(f"{name}_sum{{{labels}}} {self.total:.6f}")
+        lines.append(f"{name}_count{{{labels}}} {self.n}")
+        return lines
+
+
+class Metrics:
+    """Process-wide counters, owned by the app (app.state.metrics), never a module global."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.rejections: dict[tuple[str, int], int] = defaultdict(int)
+        self.tokens: dict[str, int] = defaultdict(int)
+        self.ttft: dict[str, Histogram] = {}
+        self.itl: dict[str, Histogram] = {}
+        self.started_s = time.time()
+
+    def count_request(self, route: str, method: str, status: int) -> None:
+        with self._lock:
+            self.requests[(route, method, status)] += 1
+
+    def count_rejection(self, model: str, status: int) -> None:
+        with self._lock:
+            self.rejections[(model, status)] += 1
+
+    def observe_generation(self, model: str, finished: Finished) -> None:
+        with self._lock:
+            self.tokens[model] += finished.usage.completion_tokens
+            self.ttft.setdefault(model, Histogram(TTFT_BUCKETS_S)).observe(finished.time_to_first_token_s)
+            if finished.usage.completion_tokens > 1:
+                itl = (finished.total_time_s - finished.time_to_first_token_s) / (
+                    finished.usage.completion_tokens - 1
+                )
+                self.itl.setdefault(model, Histogram(ITL_BUCKETS_S)).observe(itl)
+
+    def render(self, services: Services) -> str:
+        out: list[str] = []
+
+        def header(name: str, kind: str, text: str) -> None:
+            out.append(f"# HELP {name} {text}")
+            out.append(f"# TYPE {name} {kind}")
+
+        with self._lock:
+            header("bendi_http_requests_total", "counter", "HTTP requests by route, method and status.")
+            for (route, method, status), n in sorted(self.requests.items()):
+                out.append(
+                    f'bendi_http_requests_total{{route="{route}",method="{method}",status="{status}"}} {n}'
+                )
+            header(
+                "bendi_rejected_requests_total", "counter", "Requests refused by admission control (503/429)."
+            )
+            for (model, status), n in sorted(self.rejections.items()):
+                out.append(f'bendi_rejected_requests_total{{model="{_esc(model)}",status="{status}"}} {n}')
+            header("bendi_generated_tokens_total", "counter", "Tokens generated, by model.")
+            for model, n in sorted(self.tokens.items()):
+                out.append(f'bendi_generated_tokens_total{{model="{_esc(model)}"}} {n}')
+            header("bendi_time_to_first_token_seconds", "histogram", "Time from admission to first token.")
+            for model, hist in sorted(self.ttft.items()):
+                out += hist.render("bendi_time_to_first_token_seconds", f'model="{_esc(model)}"')
+            header(
+                "bendi_inter_token_latency_seconds", "histogram", "Mean time between tokens of a generation."
+            )
+            for model, hist in sorted(self.itl.items()):
+                out += hist.render("bendi_inter_token_latency_seconds", f'model="{_esc(model)}"')
+        pool = services.engines
+        stats = pool.stats()
+        gauges: tuple[tuple[str, str, Callable[[SchedulerStats], float]], ...] = (
+            ("bendi_active_sequences", "Sequences being generated now.", lambda s: s.active_sequences),
+            ("bendi_queued_sequences", "Sequences waiting for a free slot.", lambda s: s.waiting_sequences),
+            ("bendi_engine_generated_tokens_total", "Tokens decoded by the engine.", lambda s: s.generated_tokens_total),
+            ("bendi_prompt_tokens_total", "Prompt tokens submitted to the engine.", lambda s: s.prompt_tokens_total),
+            ("bendi_prompt_tokens_cached_total", "Prompt tokens reused from the prefix cache.", lambda s: s.prompt_tokens_cached),
+            ("bendi_prefix_cache_hit_ratio", "Share of prompt tokens served from the prefix cache.",
+             lambda s: round(s.prefix_cache_hit_ratio, 6)),
+        )  # fmt: skip
+        for name, text, value in gauges:
+            header(name, "gauge", text)
+            for model, stat in sorted(stats.items()):
+                out.append(f'{name}{{model="{_esc(model)}"}} {value(stat)}')
+        header("bendi_model_loaded", "gauge", "Loaded models with their memory in bytes.")
+        for loaded in pool.loaded():
+            info = loaded.info
+            out.append(
+                f'bendi_model_loaded{{model="{_esc(info.model_name)}",engine="{info.engine}"}} {info.memory_bytes}'
+            )
+        header("bendi_uptime_seconds", "gauge", "Seconds since the server started.")
+        out.append(f"bendi_uptime_seconds {time.time() - self.started_s:.1f}")
+        return "\n".join(out) + "\n"
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def install_request_counter(app: FastAPI) -> None:
+    app.state.metrics = Metrics()
+
+    @app.middleware("http")
+    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        request.app.state.metrics.count_request(path, request.method, response.status_code)
+        return response
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_endpoint(
+    services: Annotated[Services, Depends(get_services)], metrics: Annotated[Metrics, Depends(get_metrics)]
+) -> Response:
+    return Response(metrics.render(services), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,162 @@
+"""The official `openai` client against a real `bendi serve` with the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+MODEL = "smollm2:135m"
+HELLO = [{"role": "user", "content": "Say hello."}]
+
+
+@pytest.fixture(scope="module")
+def client(bendi_server) -> OpenAI:  # type: ignore[no-untyped-def]
+    return OpenAI(base_url=bendi_server.base_url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_bundled_model(client: OpenAI) -> None:
+    assert MODEL in [m.id for m in client.models.list().data]
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_non_stream_chat_has_content_usage_and_length_finish(client: OpenAI) -> None:
+    response = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=8, temperature=0)
+    choice = response.choices[0]
+    assert choice.message.role == "assistant"
+    assert choice.message.content
+    assert choice.finish_reason == "length"
+    assert response.usage is not None
+    assert response.usage.completion_tokens == 8
+    assert response.usage.total_tokens == response.usage.prompt_tokens + 8
+
+
+def test_stream_chat_matches_non_stream_and_reports_usage(client: OpenAI) -> None:
+    kwargs = dict(model=MODEL, messages=HELLO, max_tokens=24, temperature=0)
+    whole = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    pieces, usage, finish = [], None, None
+    stream = client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs)  # type: ignore[call-overload]
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == whole
+    assert usage is not None and usage.completion_tokens > 0
+    assert finish in ("stop", "length")
+
+
+def test_multi_turn_and_system_messages_are_used(client: OpenAI) -> None:
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "My name is Lin."},
+        {"role": "assistant", "content": "Hello Lin."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    response = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, temperature=0)  # type: ignore[arg-type]
+    assert response.usage is not None and response.usage.prompt_tokens > 25
+
+
+def test_stop_string_ends_with_stop_and_is_not_returned(client: OpenAI) -> None:
+    free = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=30, temperature=0)
+    text = free.choices[0].message.content or ""
+    assert len(text) > 4
+    stop = text[3:5]
+    response = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_tokens=30, temperature=0, stop=[stop]
+    )
+    assert response.choices[0].finish_reason == "stop"
+    assert stop not in (response.choices[0].message.content or "")
+    assert text.startswith(response.choices[0].message.content or "")
+
+
+def test_same_seed_gives_same_text(client: OpenAI) -> None:
+    kwargs = dict(model=MODEL, messages=HELLO, max_tokens=20, temperature=1.0, top_p=0.95, seed=1234)
+    first = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    second = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    assert first == second
+
+
+def test_completions_endpoint(client: OpenAI) -> None:
+    response = client.completions.create(
+        model=MODEL, prompt="The capital of France is", max_tokens=6, temperature=0
+    )
+    assert response.choices[0].text
+    assert response.choices[0].finish_reason == "length"
+
+
+def test_client_mistakes_get_openai_shaped_errors(bendi_server, client: OpenAI) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(openai.NotFoundError) as not_found:
+        client.chat.completions.create(model="no-such-model", messages=HELLO)
+    assert not_found.value.body["code"] == "model_not_found"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as too_many:
+        client.chat.completions.create(model=MODEL, messages=HELLO, n=2)
+    assert "n=2" in str(too_many.value)
+    with pytest.raises(openai.BadRequestError) as overflow:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "word " * 6000}])
+    assert overflow.value.body["code"] == "context_length_exceeded"  # type: ignore[index]
+    assert "context window is" in overflow.value.body["message"]  # type: ignore[index]
+    bad = httpx.post(bendi_server.base_url + "/v1/chat/completions", content=b"{not json",
+                     headers={"Content-Type": "application/json"})  # fmt: skip
+    assert bad.status_code == 400
+    assert set(bad.json()["error"]) >= {"message", "type", "code"}
+    wrong_type = httpx.post(
+        bendi_server.base_url + "/v1/chat/completions", json={"model": MODEL, "messages": "hi"}
+    )
+    assert wrong_type.status_code == 400
+    unknown_route = httpx.get(bendi_server.base_url + "/v1/nothing-here")
+    assert unknown_route.status_code == 404 and "error" in unknown_route.json()
+
+
+def test_health_answers_while_a_generation_runs(bendi_server, client: OpenAI) -> None:  # type: ignore[no-untyped-def]
+    done = threading.Event()
+
+    def long_generation() -> None:
+        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=200, temperature=0)
+        done.set()
+
+    worker = threading.Thread(target=long_generation)
+    worker.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    health = httpx.get(bendi_server.base_url + "/health", timeout=5)
+    assert health.status_code == 200
+    assert time.monotonic() - started < 1.0
+    assert not done.is_set(), "the generation should still be running"
+    worker.join()
+
+
+def test_disconnected_stream_stops_its_generation(bendi_server) -> None:  # type: ignore[no-untyped-def]
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 2000, "temperature": 0.7, "stream": True}
+    with httpx.stream(
+        "POST", bendi_server.base_url + "/v1/chat/completions", json=body, timeout=30
+    ) as response:
+        for _ in zip(range(3), response.iter_lines(), strict=False):
+            pass
+    # The engine is free again at once: a new request gets its first token quickly instead of
+    # queueing behind 2,000 tokens of an abandoned answer.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        metrics = scrape(bendi_server.base_url)
+        if metrics["bendi_active_sequences"] == 0:
+            break
+        time.sleep(0.1)
+    assert metrics["bendi_active_sequences"] == 0
+    before = metrics["bendi_engine_generated_tokens_total"]
+    time.sleep(0.5)
+    assert scrape(bendi_server.base_url)["bendi_engine_generated_tokens_total"] == before
+
+
+def scrape(base_url: str) -> dict[str, float]:
+    """Values of the model-labelled gauges in /metrics for the bundled model."""
+    values = {}
+    for line in httpx.get(base_url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("bendi_") and f'model="{MODEL}"' in line and "_bucket" not in line:
+            name = line.split("{", 1)[0]
+            values[name] = float(line.rsplit(" ", 1)[1])
+    return values
