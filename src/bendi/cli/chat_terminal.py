@@ -112,6 +112,22 @@ class TerminalChat:
             self.out.write(HELP + "\n")
         return True
 
+    @staticmethod
+    def _run_turn(loop: asyncio.AbstractEventLoop, task: asyncio.Task[TurnResult]) -> TurnResult:
+        """Run one answer; Ctrl-C at any moment cancels it (the engine frees its sequence) and the
+        chat stays open."""
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
+        try:
+            while True:
+                try:
+                    return loop.run_until_complete(task)
+                except KeyboardInterrupt:  # arrived while the handler was not yet installed
+                    task.cancel()
+                except asyncio.CancelledError:
+                    return TurnResult(interrupted=True)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
     def interactive(
         self, model_name: str, loop: asyncio.AbstractEventLoop, on_exit: Callable[[], Awaitable[None]]
     ) -> int:
@@ -137,12 +153,7 @@ class TerminalChat:
                         return 0
                     continue
                 task = loop.create_task(self.answer(line))
-                # Ctrl-C while answering cancels this answer only (the engine frees its sequence).
-                loop.add_signal_handler(signal.SIGINT, task.cancel)
-                try:
-                    result = loop.run_until_complete(task)
-                finally:
-                    loop.remove_signal_handler(signal.SIGINT)
+                result = self._run_turn(loop, task)
                 self.out.write("\n" if not result.interrupted else "\n[stopped]\n")
                 self.out.write("\n")
                 self.out.flush()
