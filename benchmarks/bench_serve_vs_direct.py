@@ -93,7 +93,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"model {result['model']}, {args.threads} threads, {args.tokens} tokens, median of {args.runs} runs")
+        print(
+            f"model {result['model']}, {args.threads} threads, {args.tokens} tokens, median of {args.runs} runs"
+        )
         print(f"  direct llama-cpp-python loop : {direct:7.1f} tok/s")
         print(f"  bendi serve (HTTP, streaming): {serve:7.1f} tok/s")
         print(f"  ratio serve/direct           : {serve / direct:7.3f}   (target >= 0.95)")

@@ -38,7 +38,9 @@ def test_template_sandbox_refuses_python_internals(hostile: str) -> None:
 
 
 def test_r1_style_template_that_opens_think_is_detected() -> None:
-    template = ChatTemplate("{% for m in messages %}<｜User｜>{{ m['content'] }}{% endfor %}<｜Assistant｜><think>\n")
+    template = ChatTemplate(
+        "{% for m in messages %}<｜User｜>{{ m['content'] }}{% endfor %}<｜Assistant｜><think>\n"
+    )
     assert template.render(QUESTION).opens_reasoning
 
 
@@ -52,7 +54,9 @@ def test_max_tokens_ends_with_length(engine, collect) -> None:  # type: ignore[n
 def test_stop_string_is_never_emitted(engine, collect) -> None:  # type: ignore[no-untyped-def]
     full, _ = asyncio.run(collect(engine, prompt_for(engine), max_tokens=40, temperature=0))
     stop = full[5:8]
-    text, finished = asyncio.run(collect(engine, prompt_for(engine), max_tokens=40, temperature=0, stop=(stop,)))
+    text, finished = asyncio.run(
+        collect(engine, prompt_for(engine), max_tokens=40, temperature=0, stop=(stop,))
+    )
     assert finished.finish_reason == "stop"
     assert stop not in text
     assert full.startswith(text)
@@ -109,7 +113,9 @@ def test_eight_concurrent_greedy_streams_equal_a_lone_run(engine, collect) -> No
 
 def test_cancel_frees_the_sequence_at_once(engine, collect) -> None:  # type: ignore[no-untyped-def]
     async def scenario() -> None:
-        events = engine.generate(GenerationRequest(prompt_for(engine), SamplingParams(max_tokens=900, temperature=0.8)))
+        events = engine.generate(
+            GenerationRequest(prompt_for(engine), SamplingParams(max_tokens=900, temperature=0.8))
+        )
         got = 0
         async for _ in events:
             got += 1

@@ -18,7 +18,15 @@ import uvicorn
 from openai import OpenAI
 
 from bendi.core.settings import load_settings
-from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt, TextDelta, Usage
+from bendi.engines.messages import (
+    ChatMessage,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    RenderedPrompt,
+    TextDelta,
+    Usage,
+)
 from bendi.engines.pool import EnginePool, FitVerdict
 from bendi.engines.protocol import EngineInfo
 from bendi.gateway.app import create_app
@@ -38,8 +46,12 @@ class ReplayEngine:
     def info(self) -> EngineInfo:
         return self._info
 
-    def render_chat(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> RenderedPrompt:
-        return RenderedPrompt("<｜User｜>" + messages[-1].content + "<｜Assistant｜><think>\n", opens_reasoning=True)
+    def render_chat(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+    ) -> RenderedPrompt:
+        return RenderedPrompt(
+            "<｜User｜>" + messages[-1].content + "<｜Assistant｜><think>\n", opens_reasoning=True
+        )
 
     def count_tokens(self, text: str, *, parse_special: bool = True) -> int:
         return len(text)
@@ -69,7 +81,9 @@ def start_server(tmp_path: Path, port: int, **settings: object) -> tuple[uvicorn
     )
     # Any name resolves to a fake local model: the replay engine needs no file.
     services.engines.resolve = lambda name: LocalModel(name or "r1-replay", tmp_path, 0, "file")  # type: ignore[method-assign]
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -88,7 +102,13 @@ def server_url(tmp_path: Path, port: int) -> Iterator[str]:
 
 def test_non_stream_separates_reasoning_content(server_url: str) -> None:
     client = OpenAI(base_url=server_url + "/v1", api_key="x")
-    message = client.chat.completions.create(model="deepseek-r1:7b", messages=[{"role": "user", "content": "瓦斯?"}]).choices[0].message
+    message = (
+        client.chat.completions.create(
+            model="deepseek-r1:7b", messages=[{"role": "user", "content": "瓦斯?"}]
+        )
+        .choices[0]
+        .message
+    )
     assert message.content == RECORDED["content"]
     assert message.reasoning_content == RECORDED["reasoning"]  # type: ignore[attr-defined]
     assert "</think>" not in message.content and "<think>" not in message.content
@@ -97,7 +117,9 @@ def test_non_stream_separates_reasoning_content(server_url: str) -> None:
 def test_stream_deltas_never_mix_reasoning_into_content(server_url: str) -> None:
     client = OpenAI(base_url=server_url + "/v1", api_key="x")
     reasoning, content = [], []
-    for chunk in client.chat.completions.create(model="r1", messages=[{"role": "user", "content": "?"}], stream=True):
+    for chunk in client.chat.completions.create(
+        model="r1", messages=[{"role": "user", "content": "?"}], stream=True
+    ):
         delta = chunk.choices[0].delta if chunk.choices else None
         if delta is None:
             continue
@@ -121,7 +143,9 @@ def test_setting_switches_the_field_name_to_reasoning(tmp_path: Path, port: int)
     server, thread = start_server(tmp_path, port, reasoning_field="reasoning")
     try:
         body = {"model": "r1", "messages": [{"role": "user", "content": "?"}]}
-        message = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body).json()["choices"][0]["message"]
+        message = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body).json()["choices"][0][
+            "message"
+        ]
         assert message["reasoning"] == RECORDED["reasoning"]
         assert "reasoning_content" not in message
     finally:

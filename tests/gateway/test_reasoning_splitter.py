@@ -23,7 +23,9 @@ def run_chunks(chunks: list[str], starts_in_reasoning: bool) -> tuple[str, str]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_whole_output(case: dict[str, object]) -> None:
-    reasoning, content = split_reasoning(str(case["raw"]), starts_in_reasoning=bool(case["starts_in_reasoning"]))
+    reasoning, content = split_reasoning(
+        str(case["raw"]), starts_in_reasoning=bool(case["starts_in_reasoning"])
+    )
     assert (reasoning, content) == (case["reasoning"], case["content"])
 
 

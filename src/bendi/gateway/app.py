@@ -45,6 +45,9 @@ def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
     from bendi.gateway.metrics import install_request_counter
 
     install_request_counter(app)
+    from bendi.gateway.auth import install_api_key_check
+
+    install_api_key_check(app, services.settings.api_key)
     for module_name in ROUTER_MODULES:
         app.include_router(importlib.import_module(module_name).router)
     return app
