@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "bendi.cli.up",
     "bendi.cli.run",
     "bendi.cli.serve",
+    "bendi.cli.bench",
 )
 
 

@@ -122,3 +122,10 @@ class DocumentError(UserInputError):
     """A document could not be parsed (broken file, needs OCR, converter missing)."""
 
     code = "document_error"
+
+
+class RequestTimeoutError(BendiError):
+    """A request ran past its deadline (settings.request_timeout_s) and was stopped."""
+
+    http_status = 504
+    code = "request_timeout"

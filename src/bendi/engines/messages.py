@@ -32,6 +32,8 @@ class SamplingParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     repeat_penalty: float = 1.0
+    # Never end at the end-of-generation token (benchmarks that need fixed-length outputs).
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.health",
     "bendi.gateway.metrics",
     "bendi.gateway.openai_api.routes",
+    "bendi.gateway.openai_api.embeddings",
+    "bendi.gateway.ollama_api.routes",
 )
 
 
@@ -39,6 +41,11 @@ def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    from bendi.gateway.admission import Admission
+    from bendi.gateway.shutdown import Drain
+
+    app.state.admission = Admission(services.settings)
+    app.state.drain = Drain()
     from bendi.gateway.errors import install_error_handlers
 
     install_error_handlers(app)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from bendi.core.errors import BendiError
 from bendi.engines.messages import GenerationEvent
 
 T = TypeVar("T")
+log = logging.getLogger("bendi.gateway")
 DONE = b"data: [DONE]\n\n"
 DISCONNECT_POLL_S = 0.25
 
@@ -64,3 +68,30 @@ async def run_until_disconnect(request: Request, work: Awaitable[T]) -> T:
     finally:
         if not task.done():
             task.cancel()
+
+
+class GuardedStreamingResponse(StreamingResponse):
+    """A stream whose reader must keep reading: a send blocked longer than `send_timeout_s` (a client
+    that stopped reading) drops the connection, and `on_close` always runs (slot released, generation
+    stopped) whether the stream ended, failed or the client went away."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, send_timeout_s: float,
+                 on_close: Callable[[], Awaitable[None]], media_type: str, headers: dict[str, str]) -> None:  # fmt: skip
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._send_timeout_s = send_timeout_s
+        self._on_close = on_close
+
+    async def stream_response(self, send: Send) -> None:
+        async def guarded_send(message: Message) -> None:
+            try:
+                await asyncio.wait_for(send(message), timeout=self._send_timeout_s)
+            except TimeoutError:
+                log.warning(
+                    "dropped a client that stopped reading its stream for %.0f s", self._send_timeout_s
+                )
+                raise
+
+        try:
+            await super().stream_response(guarded_send)
+        finally:
+            await self._on_close()

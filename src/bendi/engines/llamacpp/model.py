@@ -101,6 +101,7 @@ class LlamaModel:
         self.bos = llama_cpp.llama_vocab_bos(self.vocab)
         self.eos = llama_cpp.llama_vocab_eos(self.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._eog: tuple[int, ...] | None = None
         self.metadata = self._read_metadata()
 
     # metadata --------------------------------------------------------------------------------
@@ -168,6 +169,12 @@ class LlamaModel:
             n = self._lib.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
             return buf.raw[:n]
         return self._piece_buf.raw[:n]
+
+    @property
+    def end_of_generation_tokens(self) -> tuple[int, ...]:
+        if self._eog is None:
+            self._eog = tuple(t for t in range(self.n_vocab) if self._lib.llama_vocab_is_eog(self.vocab, t))
+        return self._eog
 
     def is_end_of_generation(self, token: int) -> bool:
         return bool(self._lib.llama_vocab_is_eog(self.vocab, token))

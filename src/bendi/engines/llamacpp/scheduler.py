@@ -176,7 +176,8 @@ class Scheduler:
         best_free.owner = seq
         seq.slot = best_free.seq_id
         seq.n_past = seq.cached_tokens = reused
-        seq.sampler = build_sampler(lib, seq.params, self._model.n_vocab)
+        banned = self._model.end_of_generation_tokens if seq.params.ignore_eos else ()
+        seq.sampler = build_sampler(lib, seq.params, self._model.n_vocab, banned)
         self._prompt_total += len(prompt)
         self._prompt_cached += reused
         self._active.append(seq)

@@ -14,9 +14,15 @@ PENALTY_LAST_N = 64
 DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
 
 
-def build_sampler(lib: Any, params: SamplingParams, n_vocab: int) -> Any:
-    """A llama.cpp sampler chain honouring this request's parameters (temperature 0 = greedy)."""
+def build_sampler(lib: Any, params: SamplingParams, n_vocab: int, banned: tuple[int, ...] = ()) -> Any:
+    """A llama.cpp sampler chain honouring this request's parameters (temperature 0 = greedy).
+    `banned` tokens (the end-of-generation ones, for ignore_eos) can never be sampled."""
     chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+    if banned:
+        biases = (lib.llama_logit_bias * len(banned))(
+            *[lib.llama_logit_bias(t, float("-inf")) for t in banned]
+        )
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_logit_bias(n_vocab, len(banned), biases))
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         lib.llama_sampler_chain_add(
             chain,

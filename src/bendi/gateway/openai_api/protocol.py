@@ -48,6 +48,7 @@ class SamplingFields(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    ignore_eos: bool = False  # llama-server/vLLM extension, for fixed-length benchmarks
 
 
 class ChatCompletionRequest(SamplingFields):

@@ -60,6 +60,7 @@ def to_sampling(fields: SamplingFields, max_tokens: int | None) -> SamplingParam
         presence_penalty=fields.presence_penalty or 0.0,
         frequency_penalty=fields.frequency_penalty or 0.0,
         repeat_penalty=fields.repeat_penalty or 1.0,
+        ignore_eos=fields.ignore_eos,
     )
 
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Build llama.cpp's own C++ `llama-server` (the reference for benchmarks/bench_serving.py) from the
+# llama.cpp sources vendored in the installed llama-cpp-python's sdist. Built OUTSIDE the repo;
+# nothing here is committed but this script. Usage: bash benchmarks/build_llama_server.sh [DIR]
+set -euo pipefail
+DIR=${1:-/tmp/llama-server-build}
+PY=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
+VERSION=$("$PY" -c "import llama_cpp; print(llama_cpp.__version__)")
+mkdir -p "$DIR"
+cd "$DIR"
+if [ ! -f "llama-server" ]; then
+  "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d sdist >/dev/null
+  tar xzf sdist/llama_cpp_python-"$VERSION".tar.gz
+  SRC="$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
+  # Same portable CPU flags as bendi's own llama.cpp build, so the comparison is like for like.
+  cmake -S "$SRC" -B build -DGGML_NATIVE=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF \
+        -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
+  nice cmake --build build --target llama-server -j2 >/dev/null
+  cp build/bin/llama-server .
+fi
+echo "$DIR/llama-server"

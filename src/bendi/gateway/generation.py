@@ -1,0 +1,106 @@
+"""One admitted generation, shared by the OpenAI and Ollama translators: admission, engine,
+request deadline, shutdown drain and metrics in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from bendi.core.errors import BendiError, OverloadedError, RequestTimeoutError
+from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, SamplingParams
+from bendi.engines.protocol import Engine
+from bendi.gateway.admission import Admission, Ticket
+from bendi.gateway.dependencies import client_id
+from bendi.gateway.metrics import Metrics
+from bendi.gateway.shutdown import Drain
+from bendi.gateway.streaming import start_generation
+from bendi.services import Services
+
+
+@dataclass
+class Session:
+    engine: Engine
+    model: str
+    opens_reasoning: bool
+    _first: GenerationEvent
+    _rest: AsyncIterator[GenerationEvent]
+    _ticket: Ticket
+    _metrics: Metrics
+    _drain: Drain
+    _deadline_s: float
+    finished: Finished | None = None
+
+    async def events(self) -> AsyncIterator[GenerationEvent]:
+        """The generation's events; raises a BendiError past the deadline or when the server must stop."""
+        yield self._observe(self._first)
+        async for event in self._rest:
+            if self._drain.expired:
+                raise OverloadedError("The server is shutting down and stopped this answer.", 5.0)
+            if time.monotonic() > self._deadline_s:
+                raise RequestTimeoutError(
+                    "The request ran past the server's time limit (BENDI_REQUEST_TIMEOUT_S)."
+                )
+            yield self._observe(event)
+
+    def _observe(self, event: GenerationEvent) -> GenerationEvent:
+        if isinstance(event, Finished):
+            self.finished = event
+            self._metrics.observe_generation(self.model, event)
+        return event
+
+    async def close(self) -> None:
+        """Stop the generation if it is still running and give the slot back (idempotent)."""
+        try:
+            with contextlib.suppress(Exception):
+                await self._rest.aclose()  # type: ignore[attr-defined]
+        finally:
+            self._ticket.release()
+
+
+async def open_session(
+    request: Request,
+    services: Services,
+    model: str | None,
+    params: SamplingParams,
+    *,
+    messages: Sequence[ChatMessage] | None = None,
+    prompt: str | None = None,
+    keep_alive_s: float | None = None,
+) -> Session:
+    """Admit, load, render and start a generation; errors before the first token raise here so the
+    API layer can answer with a proper status (404, 400, 429, 503)."""
+    pool = services.engines
+    local = pool.resolve(model or pool.default_model_name())  # unknown model: 404 before queueing
+    admission: Admission = request.app.state.admission
+    metrics: Metrics = request.app.state.metrics
+    try:
+        ticket = await admission.enter(local.name, client_id(request))
+    except OverloadedError as exc:
+        metrics.count_rejection(local.name, exc.http_status)
+        raise
+    try:
+        engine = await pool.acquire(local.name, keep_alive_s=keep_alive_s)
+        if messages is not None:
+            rendered = engine.render_chat(messages)
+            text, opens = rendered.text, rendered.opens_reasoning
+        else:
+            text, opens = prompt or "", False
+        generation = GenerationRequest(text, params, client_id=client_id(request))
+        first, rest = await start_generation(engine.generate(generation).__aiter__())
+    except BaseException:
+        ticket.release()
+        raise
+    deadline = time.monotonic() + services.settings.request_timeout_s
+    return Session(
+        engine, engine.info.model_name, opens, first, rest, ticket, metrics, request.app.state.drain, deadline
+    )
+
+
+def error_text(exc: BaseException) -> tuple[str, int, str]:
+    if isinstance(exc, BendiError):
+        return exc.message, exc.http_status, exc.code
+    return "Internal error in bendi; see the server log.", 500, "internal_error"

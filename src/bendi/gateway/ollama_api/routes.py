@@ -1,0 +1,269 @@
+"""Ollama-compatible routes (/api/chat, /api/generate, /api/tags, /api/show, /api/ps, /api/embed, ...)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from bendi import __version__
+from bendi.core.errors import UserInputError
+from bendi.engines.messages import Finished, TextDelta
+from bendi.engines.reasoning import ReasoningSplitter
+from bendi.gateway.dependencies import get_services
+from bendi.gateway.generation import Session, error_text, open_session
+from bendi.gateway.ollama_api.protocol import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    LegacyEmbeddingsRequest,
+    ModelRequest,
+    OllamaBase,
+)
+from bendi.gateway.ollama_api.translate import (
+    final_stats,
+    keep_alive_seconds,
+    parameter_size,
+    timestamp,
+    to_messages,
+    to_sampling,
+)
+from bendi.gateway.streaming import GuardedStreamingResponse, ndjson, run_until_disconnect
+from bendi.services import Services
+from bendi.store.resolve import LocalModel, installed_models
+
+router = APIRouter(prefix="/api", tags=["ollama"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+# Ollama clients compare versions; report the Ollama API level bendi implements.
+OLLAMA_API_VERSION = "0.12.0"
+
+
+@router.get("/version")
+async def version() -> dict[str, str]:
+    return {"version": OLLAMA_API_VERSION, "bendi_version": __version__}
+
+
+def _details(services: Services, model: LocalModel) -> dict[str, Any]:
+    engine = services.engines.get_loaded(model.name)
+    info = engine.info if engine else None
+    return {
+        "parent_model": "",
+        "format": "gguf",
+        "family": info.architecture if info else "",
+        "families": [info.architecture] if info and info.architecture else None,
+        "parameter_size": parameter_size(info.parameters) if info else "",
+        "quantization_level": info.quantization if info else "",
+    }
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@router.get("/tags")
+async def tags(services: ServicesDep) -> dict[str, Any]:
+    models = [
+        {"name": m.name, "model": m.name, "modified_at": _iso(m.modified_s), "size": m.size_bytes,
+         "digest": "", "details": _details(services, m)}
+        for m in installed_models(services.paths)
+    ]  # fmt: skip
+    return {"models": models}
+
+
+@router.get("/ps")
+async def ps(services: ServicesDep) -> dict[str, Any]:
+    now = time.time()
+    models = []
+    for loaded in services.engines.loaded():
+        local = services.engines.resolve(loaded.info.model_name)
+        models.append({
+            "name": loaded.info.model_name, "model": loaded.info.model_name, "size": loaded.info.memory_bytes,
+            "digest": "", "details": _details(services, local), "expires_at": _iso(now + loaded.expires_in_s),
+            "size_vram": 0, "context_length": loaded.info.context_tokens,
+        })  # fmt: skip
+    return {"models": models}
+
+
+@router.post("/show")
+async def show(body: ModelRequest, services: ServicesDep) -> dict[str, Any]:
+    if not body.target:
+        raise UserInputError('Say which model to show: {"model": "NAME"}.')
+    local = services.engines.resolve(body.target)
+    engine = await services.engines.acquire(local.name)
+    metadata = getattr(engine, "metadata", {})
+    template = getattr(engine, "chat_template_source", "")
+    capabilities = ["completion"]
+    if "<think>" in template:
+        capabilities.append("thinking")
+    if engine.info.supports_embeddings:
+        capabilities.append("embedding")
+    return {
+        "modelfile": f"# bendi\nFROM {local.path}\n",
+        "parameters": "",
+        "template": template,
+        "details": _details(services, local),
+        "model_info": {k: v for k, v in metadata.items() if not k.startswith("tokenizer.ggml.")},
+        "capabilities": capabilities,
+        "license": metadata.get("general.license", ""),
+        "modified_at": _iso(local.modified_s),
+    }
+
+
+def _wants_thinking(body: OllamaBase) -> bool:
+    return body.think is not False  # True, "low"/"medium"/"high", or unset: return it in `thinking`
+
+
+async def _load_or_unload(services: Services, body: OllamaBase, kind: str) -> dict[str, Any] | None:
+    """Ollama semantics: an empty prompt/messages request only loads (or, with keep_alive 0, unloads)."""
+    keep = keep_alive_seconds(body.keep_alive)
+    local = services.engines.resolve(body.model or services.engines.default_model_name())
+    base: dict[str, Any] = {"model": local.name, "created_at": timestamp(), "done": True}
+    if keep == 0:
+        await services.engines.unload(local.name)
+        reply = {"role": "assistant", "content": ""} if kind == "chat" else ""
+        return base | {"done_reason": "unload", ("message" if kind == "chat" else "response"): reply}
+    await services.engines.acquire(local.name, keep_alive_s=keep)
+    reply = {"role": "assistant", "content": ""} if kind == "chat" else ""
+    return base | {"done_reason": "load", ("message" if kind == "chat" else "response"): reply}
+
+
+def _respond(request: Request, services: Services, session: Session, body: OllamaBase, kind: str,
+             started_s: float) -> Any:  # fmt: skip
+    splitter = ReasoningSplitter(starts_in_reasoning=session.opens_reasoning)
+    thinking_wanted = _wants_thinking(body)
+    load_s = 0.0
+
+    def payload(content: str, thinking: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": session.model, "created_at": timestamp()}
+        if kind == "chat":
+            message: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking and thinking_wanted:
+                message["thinking"] = thinking
+            out["message"] = message
+        else:
+            out["response"] = content
+            if thinking and thinking_wanted:
+                out["thinking"] = thinking
+        return out
+
+    def split(text: str, final: bool = False) -> tuple[str, str]:
+        pieces = (splitter.feed(text) if text else []) + (splitter.finish() if final else [])
+        content = "".join(p.text for p in pieces if p.channel == "content")
+        thinking = "".join(p.text for p in pieces if p.channel == "reasoning")
+        return content, thinking
+
+    if body.stream:
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                async for event in session.events():
+                    if isinstance(event, TextDelta):
+                        content, thinking = split(event.text)
+                        if content or (thinking and thinking_wanted):
+                            yield ndjson(payload(content, thinking) | {"done": False})
+                    elif isinstance(event, Finished):
+                        content, thinking = split("", final=True)
+                        yield ndjson(payload(content, thinking) | final_stats(event, load_s))
+            except Exception as exc:
+                yield ndjson({"error": error_text(exc)[0]})
+
+        return GuardedStreamingResponse(stream(), send_timeout_s=services.settings.stalled_reader_timeout_s,
+                                        on_close=session.close, media_type="application/x-ndjson",
+                                        headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+    async def collect() -> dict[str, Any]:
+        contents, thoughts = [], []
+        async for event in session.events():
+            if isinstance(event, TextDelta):
+                content, thinking = split(event.text)
+                contents.append(content)
+                thoughts.append(thinking)
+        content, thinking = split("", final=True)
+        contents.append(content)
+        thoughts.append(thinking)
+        assert session.finished is not None
+        return payload("".join(contents), "".join(thoughts)) | final_stats(session.finished, load_s)
+
+    async def run() -> dict[str, Any]:
+        try:
+            return await run_until_disconnect(request, collect())
+        finally:
+            await session.close()
+
+    return run()
+
+
+@router.post("/chat", response_model=None)
+async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> Any:
+    if body.model.startswith("kb:"):
+        raise UserInputError("Knowledge-base chat is not enabled on this server.")
+    if not body.messages:
+        return await _load_or_unload(services, body, "chat")
+    started = time.monotonic()
+    engine_ctx = services.settings.context_tokens
+    session = await open_session(request, services, body.model or None, to_sampling(body.options, engine_ctx),
+                                 messages=to_messages(body.messages), keep_alive_s=keep_alive_seconds(body.keep_alive))  # fmt: skip
+    result = _respond(request, services, session, body, "chat", started)
+    return await result if not body.stream else result
+
+
+@router.post("/generate", response_model=None)
+async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Any:
+    if body.images:
+        raise UserInputError("This model does not accept images; send text only.")
+    if not body.prompt:
+        return await _load_or_unload(services, body, "generate")
+    started = time.monotonic()
+    params = to_sampling(body.options, services.settings.context_tokens)
+    keep = keep_alive_seconds(body.keep_alive)
+    if body.raw:
+        session = await open_session(
+            request, services, body.model or None, params, prompt=body.prompt, keep_alive_s=keep
+        )
+    else:
+        messages = to_messages([], body.system) + to_messages([_user(body.prompt)])
+        session = await open_session(
+            request, services, body.model or None, params, messages=messages, keep_alive_s=keep
+        )
+    result = _respond(request, services, session, body, "generate", started)
+    return await result if not body.stream else result
+
+
+def _user(text: str) -> Any:
+    from bendi.gateway.ollama_api.protocol import OllamaMessage
+
+    return OllamaMessage(role="user", content=text)
+
+
+async def _embed(
+    services: Services, model: str, texts: list[str], keep: float | None
+) -> tuple[str, list[list[float]], bool]:
+    engine = await services.engines.acquire(model or None, keep_alive_s=keep)
+    vectors = await engine.embed(texts)
+    return engine.info.model_name, vectors, engine.info.embeddings_are_fallback
+
+
+@router.post("/embed")
+async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else list(body.input)
+    if not texts or any(not isinstance(t, str) for t in texts):
+        raise UserInputError("`input` must be a string or a list of strings.")
+    started = time.monotonic()
+    name, vectors, fallback = await _embed(services, body.model, texts, keep_alive_seconds(body.keep_alive))
+    result: dict[str, Any] = {
+        "model": name,
+        "embeddings": vectors,
+        "total_duration": int((time.monotonic() - started) * 1e9),
+    }
+    if fallback:
+        result["embedding_source"] = "pooled-chat-model"  # not a trained embedding model: said so
+    return result
+
+
+@router.post("/embeddings")
+async def embeddings(body: LegacyEmbeddingsRequest, services: ServicesDep) -> dict[str, Any]:
+    _, vectors, _ = await _embed(services, body.model, [body.prompt], None)
+    return {"embedding": vectors[0]}

@@ -1,0 +1,53 @@
+"""POST /v1/embeddings (OpenAI shape) over Engine.embed."""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, ConfigDict
+
+from bendi.core.errors import UserInputError
+from bendi.gateway.dependencies import get_services
+from bendi.services import Services
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+MAX_INPUTS = 2048
+
+
+class EmbeddingsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+@router.post("/embeddings")
+async def create_embeddings(
+    body: EmbeddingsRequest, response: Response, services: Annotated[Services, Depends(get_services)]
+) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > MAX_INPUTS:
+        raise UserInputError(f"`input` must hold 1 to {MAX_INPUTS} strings (token arrays are not supported).")
+    engine = await services.engines.acquire(body.model)
+    vectors = await engine.embed(texts)
+    data = []
+    for index, vector in enumerate(vectors):
+        embedding: Any = vector
+        if body.encoding_format == "base64":
+            embedding = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": index, "embedding": embedding})
+    result: dict[str, Any] = {
+        "object": "list",
+        "model": engine.info.model_name,
+        "data": data,
+        "usage": {"prompt_tokens": sum(engine.count_tokens(t) for t in texts), "total_tokens": 0},
+    }
+    result["usage"]["total_tokens"] = result["usage"]["prompt_tokens"]
+    if engine.info.embeddings_are_fallback:
+        # A chat model's mean-pooled hidden states, not a trained embedding model: say so.
+        response.headers["X-Bendi-Embedding-Source"] = "pooled-chat-model"
+        result["embedding_source"] = "pooled-chat-model"
+    return result
