@@ -1,0 +1,183 @@
+"""Serving many users: bendi vs llama.cpp's own `llama-server -np 8`, measured by `bendi bench` in the
+same run, plus second-turn TTFT with a ~1,000-token history and an overload test at 10x capacity.
+
+Usage: python benchmarks/bench_serving.py [--llama-server PATH] [--max-tokens 128] [--threads 2]
+Build the reference first: bash benchmarks/build_llama_server.sh (prints its path)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bendi.cli.bench import make_prompt, percentile, run_level
+from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path
+
+MODEL = BUNDLED_MODELS[0].name
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("server did not become ready")
+
+
+def start_bendi(threads: int, extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = dict(os.environ, BENDI_HOME=tempfile.mkdtemp(prefix="bendi-bench-"), BENDI_THREADS=str(threads),
+               BENDI_PARALLEL_SEQUENCES="8", BENDI_CONTEXT_TOKENS="2048", **(extra_env or {}))  # fmt: skip
+    bendi = Path(sys.executable).parent / "bendi"
+    proc = subprocess.Popen([str(bendi), "serve", "--port", str(port), "--model", MODEL], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc)
+    return proc, url
+
+
+def start_llama_server(binary: str, threads: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    model = str(bundled_model_path(BUNDLED_MODELS[0]))
+    proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-np", "8",
+                             "-c", str(2048 * 8), "-t", str(threads), "-tb", str(threads), "--alias", MODEL],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc)
+    return proc, url
+
+
+def sweep(url: str, levels: list[int], max_tokens: int) -> dict[int, dict[str, float]]:
+    out = {}
+    for level in levels:
+        report = asyncio.run(run_level(url, MODEL, level, 2 * level, 64, max_tokens, 300.0, None))
+        out[level] = {"aggregate": report.aggregate_tok_s, "per_stream": report.per_stream_tok_s,
+                      "ttft_p50": report.ttft_p50_s, "ttft_p99": report.ttft_p99_s, "errors": sum(report.errors.values())}  # fmt: skip
+    return out
+
+
+def second_turn_ttft(url: str) -> tuple[float, float]:
+    """TTFT of a first turn with a ~1,000-token history vs the next turn of the same conversation."""
+    history = [{"role": "system", "content": make_prompt(1000, 7)}, {"role": "user", "content": "Summarise."}]
+
+    def ttft(messages: list[dict[str, str]]) -> tuple[float, str]:
+        body = {"model": MODEL, "messages": messages, "max_tokens": 32, "temperature": 0, "stream": True}
+        started, first, text = time.perf_counter(), None, []
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as response:
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    for choice in json.loads(line[6:]).get("choices", []):
+                        piece = choice["delta"].get("content") or ""
+                        if piece and first is None:
+                            first = time.perf_counter()
+                        text.append(piece)
+        return (first or time.perf_counter()) - started, "".join(text)
+
+    first_s, answer = ttft(history)
+    history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the second rule?"}]
+    second_s, _ = ttft(history)
+    return first_s, second_s
+
+
+def overload(threads: int) -> dict[str, object]:
+    """10x capacity (parallel 2 + queue 2 = 4) with a 5 s queue wait: only 200/503/429 allowed."""
+    proc, url = start_bendi(threads, {"BENDI_PARALLEL_SEQUENCES": "2", "BENDI_MAX_QUEUE": "2",
+                                      "BENDI_MAX_QUEUE_WAIT_S": "5"})  # fmt: skip
+    try:
+
+        async def flood() -> list[tuple[int, float]]:
+            async with httpx.AsyncClient(timeout=120) as client:
+
+                async def one(i: int) -> tuple[int, float]:
+                    body = {"model": MODEL, "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 32,
+                            "stream": True}  # fmt: skip
+                    started = time.perf_counter()
+                    try:
+                        async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                            first = None
+                            async for line in r.aiter_lines():
+                                if first is None and line.startswith("data: {") and '"content":"' in line:
+                                    first = time.perf_counter() - started
+                            return r.status_code, first or 0.0
+                    except httpx.HTTPError:
+                        return 0, 0.0
+
+                return await asyncio.gather(*(one(i) for i in range(40)))
+
+        results = asyncio.run(flood())
+        alive = httpx.get(url + "/health", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    statuses: dict[str, int] = {}
+    for status, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    admitted = [t for s, t in results if s == 200]
+    return {"requests": len(results), "statuses": statuses, "crashed": proc.returncode not in (0, -15) or not alive,
+            "other_errors": sum(n for s, n in statuses.items() if s not in ("200", "503", "429")),
+            "p99_ttft_admitted_s": round(percentile(admitted, 0.99), 3), "queue_wait_s": 5.0}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--llama-server", default="/tmp/llama-server-build/llama-server")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    results: dict[str, object] = {}
+    if Path(args.llama_server).exists():
+        proc, url = start_llama_server(args.llama_server, args.threads)
+        try:
+            results["llama_server"] = sweep(url, [1, 4, 8], args.max_tokens)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    proc, url = start_bendi(args.threads)
+    try:
+        results["bendi"] = sweep(url, [1, 4, 8], args.max_tokens)
+        results["second_turn"] = second_turn_ttft(url)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    results["overload"] = overload(args.threads)
+
+    bendi, ref = results["bendi"], results.get("llama_server")
+    print(f"{'clients':>8} {'bendi tok/s':>12} {'llama-server':>13} {'ratio':>7}   bendi TTFT p50/p99")
+    for level in (1, 4, 8):
+        b = bendi[level]  # type: ignore[index]
+        r = ref[level]["aggregate"] if ref else float("nan")  # type: ignore[index]
+        print(f"{level:>8} {b['aggregate']:>12.1f} {r:>13.1f} {b['aggregate'] / r if ref else float('nan'):>7.2f}"
+              f"   {b['ttft_p50']:.3f}/{b['ttft_p99']:.3f} s  errors {b['errors']}")  # fmt: skip
+    scale = bendi[8]["aggregate"] / bendi[1]["aggregate"]  # type: ignore[index]
+    print(f"bendi 8-stream aggregate / bendi single stream: {scale:.2f}x   (target >= 1.8x)")
+    first, second = results["second_turn"]  # type: ignore[misc]
+    print(
+        f"second turn TTFT {second:.3f} s vs first turn {first:.3f} s: {second / first:.1%}   (target <= 25%)"
+    )
+    print(f"overload at 10x capacity: {json.dumps(results['overload'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
