@@ -14,7 +14,9 @@ from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
 
 if TYPE_CHECKING:
+    from bendi.conversations import ConversationStore
     from bendi.engines.pool import EnginePool
+    from bendi.knowledge.library import KnowledgeBases
 
 
 @dataclass
@@ -33,6 +35,24 @@ class Services:
         pool = EnginePool(self.settings, self.paths)
         self._closers.append(pool)
         return pool
+
+    @cached_property
+    def conversations(self) -> ConversationStore:
+        from bendi.conversations import ConversationStore
+
+        return ConversationStore(self.paths.conversations_db)
+
+    @cached_property
+    def knowledge(self) -> KnowledgeBases:
+        from bendi.knowledge.embedding import make_embedder
+        from bendi.knowledge.library import KnowledgeBases
+
+        threads = self.settings.threads
+        return KnowledgeBases(
+            self.paths,
+            self.settings.embedding_model,
+            lambda name: make_embedder(name, threads=threads, acquire=self.engines.acquire),
+        )
 
     async def aclose(self) -> None:
         for closer in reversed(self._closers):

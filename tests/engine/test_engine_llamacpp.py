@@ -101,10 +101,10 @@ def test_prompt_longer_than_context_is_refused_before_generating(engine) -> None
 
 def test_eight_concurrent_greedy_streams_equal_a_lone_run(engine, collect) -> None:  # type: ignore[no-untyped-def]
     prompts = [prompt_for(engine, [ChatMessage("user", f"Count to {i} please.")]) for i in range(8)]
-    alone = [asyncio.run(collect(engine, p, max_tokens=24, temperature=0))[0] for p in prompts]
+    alone = [asyncio.run(collect(engine, p, max_tokens=16, temperature=0))[0] for p in prompts]
 
     async def together() -> list[str]:
-        results = await asyncio.gather(*(collect(engine, p, max_tokens=24, temperature=0) for p in prompts))
+        results = await asyncio.gather(*(collect(engine, p, max_tokens=16, temperature=0) for p in prompts))
         return [text for text, _ in results]
 
     assert asyncio.run(together()) == alone
@@ -122,7 +122,7 @@ def test_cancel_frees_the_sequence_at_once(engine, collect) -> None:  # type: ig
             if got == 3:
                 break
         await events.aclose()
-        for _ in range(100):
+        for _ in range(1000):  # freed at the scheduler's next step; generous for a loaded machine
             if engine.stats().active_sequences == 0:
                 break
             await asyncio.sleep(0.01)
@@ -147,3 +147,8 @@ def test_embeddings_are_normalised_and_labelled_as_fallback(engine) -> None:  # 
     assert len(vectors) == 3 and len(vectors[0]) == 576
     assert abs(sum(v * v for v in vectors[0]) - 1.0) < 1e-3
     assert engine.info.embeddings_are_fallback  # a chat model's pooled states, said so
+    # Texts packed into one decode do not see each other: alone, a text gets the same vector.
+    alone = asyncio.run(engine.embed(["gas inspection in coal mines"]))[0]
+    assert max(abs(a - b) for a, b in zip(alone, vectors[1], strict=True)) < 1e-4
+    related = sum(a * b for a, b in zip(vectors[0], vectors[1], strict=True))
+    assert -1.0 <= related <= 1.0

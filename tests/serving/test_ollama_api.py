@@ -84,5 +84,7 @@ def test_errors_are_ollama_shaped(bendi_server, client: ollama.Client) -> None: 
     assert info.value.status_code == 404
     bad = httpx.post(bendi_server.base_url + "/api/chat", json={"model": MODEL, "messages": "x"})
     assert bad.status_code == 400 and isinstance(bad.json()["error"], str)
-    bad_keep = httpx.post(bendi_server.base_url + "/api/generate", json={"model": MODEL, "prompt": "x", "keep_alive": "soon"})
+    bad_keep = httpx.post(
+        bendi_server.base_url + "/api/generate", json={"model": MODEL, "prompt": "x", "keep_alive": "soon"}
+    )
     assert bad_keep.status_code == 400 and "keep_alive" in bad_keep.json()["error"]

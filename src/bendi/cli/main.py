@@ -16,7 +16,10 @@ COMMAND_MODULES = (
     "bendi.cli.up",
     "bendi.cli.run",
     "bendi.cli.serve",
+    "bendi.cli.pull",
+    "bendi.cli.models",
     "bendi.cli.bench",
+    "bendi.cli.kb",
 )
 
 

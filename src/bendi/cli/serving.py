@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import functools
 import ipaddress
 import sys
-from types import FrameType
-from typing import Any
-
-import uvicorn
 
 from bendi.core.errors import UserInputError
 from bendi.core.settings import Settings, load_settings
@@ -66,8 +60,14 @@ def check_exposure(settings: Settings, insecure_public: bool) -> None:
 
 
 def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
+    import uvicorn
+
+    from bendi.core.logs import configure_logging
     from bendi.gateway.app import create_app
+    from bendi.gateway.shutdown import DrainingServer
     from bendi.services import build_services
+
+    configure_logging(settings.log_level, settings.log_format)
 
     services = build_services(settings)
     app = create_app(services, preload=preload)
@@ -80,28 +80,6 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         access_log=False,
     )
-    server = _DrainingServer(config, app, settings.shutdown_grace_s)
+    server = DrainingServer(config, app, settings.shutdown_grace_s)
     server.run()
     return 0 if server.started else 1
-
-
-class _DrainingServer(uvicorn.Server):
-    """SIGTERM/Ctrl-C: stop admitting, let streams finish within the grace period, then exit.
-    A second signal exits at once."""
-
-    def __init__(self, config: uvicorn.Config, app: Any, grace_s: float) -> None:
-        super().__init__(config)
-        self._app, self._grace_s = app, grace_s
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        drain = self._app.state.drain
-        if not self.started or drain.draining:
-            super().handle_exit(sig, frame)
-            return
-        finish = functools.partial(self._exit_cleanly, sig, frame)
-        asyncio.get_event_loop().call_soon_threadsafe(drain.begin, self._app.state.admission, self._grace_s, finish)
-
-    def _exit_cleanly(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        # Drained: exit 0 instead of uvicorn re-raising the signal (which would end with -15).
-        self._captured_signals.clear()

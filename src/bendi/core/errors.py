@@ -129,3 +129,17 @@ class RequestTimeoutError(BendiError):
 
     http_status = 504
     code = "request_timeout"
+
+
+class AlreadyExistsError(UserInputError):
+    """Something with that name exists already (HTTP 409)."""
+
+    http_status = 409
+    code = "already_exists"
+
+
+class PayloadTooLargeError(UserInputError):
+    """An upload or request body over the configured limit (HTTP 413)."""
+
+    http_status = 413
+    code = "payload_too_large"

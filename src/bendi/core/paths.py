@@ -69,6 +69,11 @@ class DataPaths:
         return self.models / "partial"
 
     @property
+    def model_views(self) -> Path:
+        """Per-model folders of links named as published (split GGUFs must sit side by side)."""
+        return self.models / "views"
+
+    @property
     def knowledge(self) -> Path:
         return self.home / "knowledge"
 

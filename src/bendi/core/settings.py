@@ -62,6 +62,8 @@ class Settings(BaseModel):
     stalled_reader_timeout_s: float = 30.0
     per_client_max_concurrent: int = 0  # 0: no per-client quota
     shutdown_grace_s: float = 10.0
+    log_level: str = "info"  # server logs: JSON lines on stderr; prompts and keys never logged
+    log_format: Literal["json", "text"] = "json"
 
     # store
     hf_endpoint: str = "https://huggingface.co"
@@ -74,6 +76,9 @@ class Settings(BaseModel):
     # knowledge
     embedding_model: str = "multilingual-e5-small"
     rerank: bool = False
+    # Below this best dense similarity a question is answered "I don't know" without calling the
+    # model; None: the embedder's measured default (knowledge/answer.py).
+    kb_min_similarity: float | None = None
 
     @property
     def base_url(self) -> str:

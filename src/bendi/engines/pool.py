@@ -30,16 +30,40 @@ class FitVerdict:
     reason: str = ""
 
 
-FitCheck = Callable[[LocalModel, int, list[EngineInfo]], FitVerdict]
+# (model, context tokens per sequence, models loaded now) -> verdict; None means "cannot tell": load.
+FitCheck = Callable[[LocalModel, int, list[EngineInfo]], "FitVerdict | None"]
 EngineFactory = Callable[[LocalModel, Settings], Engine]
 
 
-def memory_fit_check(model: LocalModel, context_tokens: int, loaded: list[EngineInfo]) -> FitVerdict:
-    """Conservative default: weights (mmapped file) + ~15% for KV cache and compute buffers,
-    against the memory available now (what is loaded already is counted in that)."""
+def kv_cache_bytes(model: LocalModel, context_tokens: int) -> int:
+    """f16 K and V for every layer and token, from the GGUF header (0 when it cannot be read)."""
+    from bendi.store.gguf import read_gguf
+
+    try:
+        info = read_gguf(model.path)
+    except Exception:  # a header we cannot read is judged by the loader itself, with its own error
+        return 0
+    layers, heads, kv_heads, width = (
+        info.layer_count,
+        info.head_count,
+        info.head_count_kv,
+        info.embedding_length,
+    )
+    if not (layers and heads and width):
+        return 0
+    head_dim = width // heads
+    return 2 * layers * (kv_heads or heads) * head_dim * 2 * context_tokens
+
+
+def memory_fit_check(
+    model: LocalModel, context_tokens: int, loaded: list[EngineInfo], *, sequences: int = 1
+) -> FitVerdict:
+    """Default until the advisor's check is injected: weights (file) x 1.2 for compute buffers,
+    plus the KV cache of every sequence, against the memory available now (which already counts
+    the models loaded)."""
     import psutil
 
-    required = int(model.size_bytes * 1.15) + 256 * MIB
+    required = int(model.size_bytes * 1.2) + kv_cache_bytes(model, context_tokens * sequences)
     available = int(psutil.virtual_memory().available)
     fits = required <= available
     reason = (
@@ -83,6 +107,10 @@ class LoadedModel:
 
 
 class EnginePool:
+    """The models this process serves, by canonical name. Loads happen in a worker thread, one at
+    a time per model; a model that fails to load is recorded with its reason (`failures()`) while
+    the others keep serving."""
+
     def __init__(
         self,
         settings: Settings,
@@ -90,15 +118,24 @@ class EnginePool:
         *,
         fit_check: FitCheck | None = None,
         engine_factory: EngineFactory | None = None,
+        fits: FitCheck | None = None,  # the same as fit_check (the advisor's name for it)
     ) -> None:
         self._settings = settings
         self._paths = paths
-        self._fit_check = fit_check or memory_fit_check
+        self._fit_check: FitCheck = fit_check or fits or self._default_fit_check
         self._factory = engine_factory or llamacpp_factory
         self._loaded: dict[str, _Loaded] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._failures: dict[str, str] = {}
         self._reaper: asyncio.Task[None] | None = None
+
+    def _default_fit_check(
+        self, model: LocalModel, context_tokens: int, loaded: list[EngineInfo]
+    ) -> FitVerdict:
+        return memory_fit_check(model, context_tokens, loaded, sequences=self._settings.parallel_sequences)
+
+    def _fits(self, model: LocalModel, loaded: list[EngineInfo]) -> FitVerdict | None:
+        return self._fit_check(model, self._settings.context_tokens, loaded)
 
     # queries -----------------------------------------------------------------------------
     def default_model_name(self) -> str:
@@ -107,7 +144,8 @@ class EnginePool:
             return self._settings.default_model
         candidates = sorted(installed_models(self._paths), key=lambda m: m.size_bytes, reverse=True)
         for model in candidates:
-            if model.source != "bundled" and self._fit_check(model, self._settings.context_tokens, []).fits:
+            verdict = self._fits(model, [])
+            if model.source != "bundled" and (verdict is None or verdict.fits):
                 return model.name
         return DEFAULT_BUNDLED
 
@@ -161,10 +199,8 @@ class EnginePool:
     async def _load(self, model: LocalModel, keep_alive_s: float) -> _Loaded:
         if len(self._loaded) >= self._settings.max_loaded_models:
             await self._evict_one_idle()
-        verdict = self._fit_check(
-            model, self._settings.context_tokens, [e.engine.info for e in self._loaded.values()]
-        )
-        if not verdict.fits and not self._settings.force_load:
+        verdict = self._fits(model, [e.engine.info for e in self._loaded.values()])
+        if verdict is not None and not verdict.fits and not self._settings.force_load:
             raise ModelTooLargeError(
                 f"Not loading {model.name}: {verdict.reason or 'it will not fit in memory'} "
                 f"(required {verdict.required_bytes / 1e9:.1f} GB, available {verdict.available_bytes / 1e9:.1f} GB). "

@@ -19,6 +19,12 @@ ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.openai_api.routes",
     "bendi.gateway.openai_api.embeddings",
     "bendi.gateway.ollama_api.routes",
+    "bendi.gateway.ollama_api.pull",
+    "bendi.gateway.conversations_api.routes",
+    "bendi.gateway.hardware_api",
+    "bendi.gateway.pulls_api",
+    "bendi.gateway.knowledge_api.routes",
+    "bendi.ui.routes",
 )
 
 

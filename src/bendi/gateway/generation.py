@@ -4,6 +4,7 @@ request deadline, shutdown drain and metrics in one place."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from bendi.gateway.shutdown import Drain
 from bendi.gateway.streaming import start_generation
 from bendi.services import Services
 
+log = logging.getLogger("bendi.gateway")
+
 
 @dataclass
 class Session:
@@ -32,6 +35,7 @@ class Session:
     _metrics: Metrics
     _drain: Drain
     _deadline_s: float
+    client: str = ""
     finished: Finished | None = None
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
@@ -50,6 +54,12 @@ class Session:
         if isinstance(event, Finished):
             self.finished = event
             self._metrics.observe_generation(self.model, event)
+            usage = event.usage  # counts and timings only: the prompt and answer are never logged
+            log.info("generation finished", extra={
+                "model": self.model, "client": self.client, "finish_reason": event.finish_reason,
+                "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
+                "completion_tokens": usage.completion_tokens, "ttft_s": round(event.time_to_first_token_s, 4),
+                "total_s": round(event.total_time_s, 4)})  # fmt: skip
         return event
 
     async def close(self) -> None:
@@ -95,9 +105,8 @@ async def open_session(
         ticket.release()
         raise
     deadline = time.monotonic() + services.settings.request_timeout_s
-    return Session(
-        engine, engine.info.model_name, opens, first, rest, ticket, metrics, request.app.state.drain, deadline
-    )
+    return Session(engine, engine.info.model_name, opens, first, rest, ticket, metrics, request.app.state.drain,
+                   deadline, client_id(request))  # fmt: skip
 
 
 def error_text(exc: BaseException) -> tuple[str, int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 import time
 from collections import defaultdict
@@ -13,10 +14,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
 from bendi.engines.llamacpp.scheduler import SchedulerStats
 from bendi.engines.messages import Finished
-from bendi.gateway.dependencies import get_services
+from bendi.gateway.dependencies import client_id, get_services
 from bendi.services import Services
 
 router = APIRouter(tags=["observability"])
+log = logging.getLogger("bendi.access")
 
 TTFT_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -145,10 +147,15 @@ def install_request_counter(app: FastAPI) -> None:
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         request.app.state.metrics.count_request(path, request.method, response.status_code)
+        # The route template, never the raw URL (it may carry a key in a query string) or the body.
+        log.info("request", extra={"route": path, "method": request.method, "status": response.status_code,
+                                   "ms_to_headers": round((time.perf_counter() - started) * 1000, 1),
+                                   "client": client_id(request)})  # fmt: skip
         return response
 
 

@@ -1,11 +1,15 @@
 """Graceful shutdown: stop admitting, let running streams finish within a grace period, then end
-the rest with a final error event."""
+the rest with a final error event and exit 0."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from types import FrameType
 from typing import Any
+
+import uvicorn
 
 log = logging.getLogger("bendi.gateway")
 
@@ -34,8 +38,36 @@ class Drain:
         while admission.total_in_flight() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if admission.total_in_flight():
+            log.warning(
+                "grace period over: ending %d streams with an error event", admission.total_in_flight()
+            )
             self.expired = True  # streams still running now end with an error event
             end = loop.time() + 5.0
             while admission.total_in_flight() and loop.time() < end:
                 await asyncio.sleep(0.05)
         on_idle()
+
+
+class DrainingServer(uvicorn.Server):
+    """SIGTERM/Ctrl-C: stop admitting, let streams finish within the grace period, then exit 0.
+    A second signal exits at once."""
+
+    def __init__(self, config: uvicorn.Config, app: Any, grace_s: float) -> None:
+        super().__init__(config)
+        self._app, self._grace_s = app, grace_s
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        drain: Drain = self._app.state.drain
+        if not self.started or drain.draining:
+            super().handle_exit(sig, frame)
+            return
+        finish = functools.partial(self._exit_cleanly, sig, frame)
+        # A signal handler may not touch asyncio objects directly: hand over to the loop.
+        asyncio.get_event_loop().call_soon_threadsafe(
+            drain.begin, self._app.state.admission, self._grace_s, finish
+        )
+
+    def _exit_cleanly(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # Drained: exit 0 instead of uvicorn re-raising the signal (which would end with -15).
+        self._captured_signals.clear()

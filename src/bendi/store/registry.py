@@ -1,19 +1,66 @@
-"""Installed models recorded in the store's manifests (filled in by the model-store issue)."""
+"""Installed models recorded in the store's manifests, as LocalModels the engines can load."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from bendi.core.paths import DataPaths
+from bendi.store.manifest import Layout, Manifest
 
 if TYPE_CHECKING:
     from bendi.store.resolve import LocalModel
 
 
+def _local(layout: Layout, manifest: Manifest) -> LocalModel:
+    from bendi.store.resolve import LocalModel
+
+    return LocalModel(
+        name=str(manifest.name),
+        path=layout.load_path(manifest),
+        size_bytes=manifest.size_bytes,
+        source="store",
+        modified_s=manifest.created_s,
+    )
+
+
+def find_manifest(layout: Layout, name: str) -> Manifest | None:
+    """The manifest for a local name, or for the hub reference a model was pulled from.
+
+    Unsafe names raise InvalidNameError: they never reach the filesystem.
+    """
+    from bendi.store.reference import is_hub_reference, parse_hub_file, parse_model_name
+
+    if not is_hub_reference(name):
+        parsed = parse_model_name(name)
+        return layout.read(parsed) or _catalog_alias(layout, name)
+    hub_file = parse_hub_file(name)
+    hub = "hf" if hub_file.hub == "huggingface" else "modelscope"
+    wanted = f"{hub}:{hub_file.repo}/{hub_file.path_in_repo}"
+    manifest = next((m for m in layout.all() if m.source.get("reference") == wanted), None)
+    return manifest or layout.read(hub_file.default_model_name())
+
+
+def _catalog_alias(layout: Layout, name: str) -> Manifest | None:
+    """`deepseek-r1:7b` finds the installed `deepseek-r1:7b-q4_K_M` (the catalog's default quant)."""
+    from bendi.core.errors import BendiError
+    from bendi.store.reference import parse_model_name
+
+    try:
+        from bendi.catalog.catalog import load_catalog
+
+        canonical = load_catalog().resolve(name).name
+    except (ImportError, BendiError, LookupError):
+        return None
+    return layout.read(parse_model_name(canonical)) if canonical != name else None
+
+
 def find_installed(paths: DataPaths, name: str) -> LocalModel | None:
-    """The installed model called `name`, or None."""
-    return None
+    """The installed model called `name` (or pulled from hub reference `name`), or None."""
+    layout = Layout(paths)
+    manifest = find_manifest(layout, name)
+    return _local(layout, manifest) if manifest is not None else None
 
 
 def list_installed(paths: DataPaths) -> list[LocalModel]:
-    return []
+    layout = Layout(paths)
+    return [_local(layout, m) for m in layout.all()]

@@ -15,6 +15,8 @@ from bendi.engines.llamacpp.sequence import Sequence as ActiveSequence
 from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt
 from bendi.engines.protocol import EngineInfo
 
+EMBED_SEQUENCES = 16  # texts packed into one embedding decode
+
 
 class LlamaCppEngine:
     """One model loaded in this process. Generation runs on the scheduler thread; this object only
@@ -29,7 +31,12 @@ class LlamaCppEngine:
             bos_token=self._model.token_text(self._model.bos) if self._model.bos >= 0 else "",
             eos_token=self._model.token_text(self._model.eos) if self._model.eos >= 0 else "",
         )
-        self._scheduler = Scheduler(self._model, sequences=config.sequences, batch_tokens=config.batch_tokens)
+        self._scheduler = Scheduler(
+            self._model,
+            sequences=config.sequences,
+            batch_tokens=config.batch_tokens,
+            prefill_chunk_tokens=config.prefill_chunk_tokens,
+        )
         self._embedder: LlamaModel | None = None
         self._embed_lock = asyncio.Lock()
         arch = meta.get("general.architecture", "")
@@ -42,10 +49,9 @@ class LlamaCppEngine:
             parameters=self._model.parameters,
             quantization=self._model.quantization,
             file_bytes=path.stat().st_size,
-            memory_bytes=self._model.size_bytes,
+            memory_bytes=self._model.size_bytes + self._model.kv_cache_bytes,
             supports_embeddings=True,
-            embeddings_are_fallback=meta.get("general.type", "") != "embedding"
-            and meta.get(f"{arch}.pooling_type", "") == "",
+            embeddings_are_fallback=not self._model.has_trained_pooling,
         )
         self.trained_context_tokens = int(trained_ctx) if trained_ctx.isdigit() else None
 
@@ -114,34 +120,46 @@ class LlamaCppEngine:
         import llama_cpp
 
         if self._embedder is None:
+            window = min(self._config.context_tokens, self.trained_context_tokens or 2048, 2048)
             config = ContextConfig(
-                context_tokens=min(self._config.context_tokens, 2048),
-                sequences=1,
-                batch_tokens=min(self._config.context_tokens, 2048),
+                context_tokens=window,
+                sequences=EMBED_SEQUENCES,
+                batch_tokens=window,
                 threads=self._config.threads,
                 gpu_layers=self._config.gpu_layers,
                 embeddings=True,
+                unified_kv=True,  # packed texts share one pool of `window` cells
             )
             self._embedder = LlamaModel(self._model.path, config)
         model = self._embedder
         limit = model.config.context_tokens
         dims = llama_cpp.llama_model_n_embd(model.model)
+        token_lists = [model.tokenize(text)[:limit] or [model.bos] for text in texts]
         vectors: list[list[float]] = []
         batch = llama_cpp.llama_batch_init(limit, 0, 1)
         try:
-            for text in texts:
-                tokens = model.tokenize(text)[:limit] or [model.bos]
+            start = 0
+            while start < len(token_lists):
+                # Pack as many texts as fit into one decode, one sequence id each.
+                end, used = start, 0
+                while end < len(token_lists) and end - start < EMBED_SEQUENCES:
+                    if used + len(token_lists[end]) > limit and end > start:
+                        break
+                    for pos, token in enumerate(token_lists[end]):
+                        i = used + pos
+                        batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, pos, 1, 1
+                        batch.seq_id[i][0] = end - start
+                    used += len(token_lists[end])
+                    end += 1
+                batch.n_tokens = used
                 llama_cpp.llama_memory_clear(model.memory, True)
-                for i, token in enumerate(tokens):
-                    batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, i, 1
-                    batch.seq_id[i][0], batch.logits[i] = 0, True
-                batch.n_tokens = len(tokens)
                 if llama_cpp.llama_decode(model.ctx, batch) != 0:
                     raise EngineError("llama.cpp failed to compute an embedding")
-                pointer = llama_cpp.llama_get_embeddings_seq(model.ctx, 0)
-                vector = [float(pointer[j]) for j in range(dims)]
-                norm = sum(v * v for v in vector) ** 0.5 or 1.0
-                vectors.append([v / norm for v in vector])
+                for seq in range(end - start):
+                    vector = llama_cpp.llama_get_embeddings_seq(model.ctx, seq)[:dims]
+                    norm = sum(v * v for v in vector) ** 0.5 or 1.0
+                    vectors.append([v / norm for v in vector])
+                start = end
         finally:
             llama_cpp.llama_batch_free(batch)
         return vectors

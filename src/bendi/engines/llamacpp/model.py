@@ -53,6 +53,8 @@ class ContextConfig:
     # One KV pool shared by all sequences (prefixes copy across slots) vs one stream per sequence
     # (a sequence's cells never move, so its numbers do not depend on what else is running).
     unified_kv: bool = False
+    # Prompt tokens one step may add while other streams are generating: bounds their stall.
+    prefill_chunk_tokens: int = 64
 
 
 class LlamaModel:
@@ -76,6 +78,7 @@ class LlamaModel:
             )
         self.model = model
         self.vocab = llama_cpp.llama_model_get_vocab(model)
+        self.metadata = self._read_metadata()
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = config.context_tokens * (1 if config.embeddings else config.sequences)
         cparams.n_batch = config.batch_tokens
@@ -87,7 +90,13 @@ class LlamaModel:
         cparams.no_perf = True
         if config.embeddings:
             cparams.embeddings = True
-            cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            # An embedding model pools as it was trained to (CLS, mean, last); a chat model's
+            # fallback embedding is the mean of its hidden states.
+            cparams.pooling_type = (
+                llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
+                if self.has_trained_pooling
+                else llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            )
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
             llama_cpp.llama_model_free(model)
@@ -102,7 +111,7 @@ class LlamaModel:
         self.eos = llama_cpp.llama_vocab_eos(self.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._eog: tuple[int, ...] | None = None
-        self.metadata = self._read_metadata()
+        self._pieces: dict[int, bytes] = {}
 
     # metadata --------------------------------------------------------------------------------
     def _read_metadata(self) -> dict[str, str]:
@@ -125,12 +134,30 @@ class LlamaModel:
         return out
 
     @property
+    def has_trained_pooling(self) -> bool:
+        """True for embedding models (their GGUF says how to pool); chat models have no pooling."""
+        arch = self.metadata.get("general.architecture", "")
+        return (
+            bool(self.metadata.get(f"{arch}.pooling_type", ""))
+            or self.metadata.get("general.type") == "embedding"
+        )
+
+    @property
     def parameters(self) -> int:
         return int(self._lib.llama_model_n_params(self.model))
 
     @property
     def size_bytes(self) -> int:
         return int(self._lib.llama_model_size(self.model))
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """f16 K and V over all layers for every cell of this context (what the context reserves)."""
+        lib, model = self._lib, self.model
+        heads = max(1, lib.llama_model_n_head(model))
+        head_dim = lib.llama_model_n_embd(model) // heads
+        per_token = 2 * lib.llama_model_n_layer(model) * lib.llama_model_n_head_kv(model) * head_dim * 2
+        return int(per_token * lib.llama_n_ctx(self.ctx))
 
     @property
     def quantization(self) -> str:
@@ -161,6 +188,15 @@ class LlamaModel:
         return result
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (possibly part of a UTF-8 character); memoised, it runs per token."""
+        if not special:
+            cached = self._pieces.get(token)
+            if cached is None:
+                cached = self._pieces[token] = self._piece_uncached(token, special=False)
+            return cached
+        return self._piece_uncached(token, special=True)
+
+    def _piece_uncached(self, token: int, *, special: bool) -> bytes:
         n = self._lib.llama_token_to_piece(
             self.vocab, token, self._piece_buf, len(self._piece_buf), 0, special
         )
@@ -172,8 +208,10 @@ class LlamaModel:
 
     @property
     def end_of_generation_tokens(self) -> tuple[int, ...]:
+        """Every token that ends a turn (EOS, EOT, <|im_end|>, ...): one scan of the vocabulary."""
         if self._eog is None:
-            self._eog = tuple(t for t in range(self.n_vocab) if self._lib.llama_vocab_is_eog(self.vocab, t))
+            is_eog, vocab = self._lib.llama_vocab_is_eog, self.vocab
+            self._eog = tuple(t for t in range(self.n_vocab) if is_eog(vocab, t))
         return self._eog
 
     def is_end_of_generation(self, token: int) -> bool:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from bendi.engines.llamacpp.model import LlamaModel
-from bendi.engines.llamacpp.sequence import Sequence, build_sampler
+from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
+
+# Copying another slot's KV costs one buffer copy per stream (all cells); below this many extra
+# reused tokens, recomputing the prompt is as cheap.
+MIN_COPY_TOKENS = 32
 
 
 @dataclass
@@ -25,11 +31,16 @@ class Slot:
 @dataclass(frozen=True)
 class SchedulerStats:
     active_sequences: int
-    waiting_sequences: int
+    waiting_sequences: int  # queued for a free slot
     prompt_tokens_total: int
-    prompt_tokens_cached: int
+    prompt_tokens_cached: int  # reused from the prefix cache instead of recomputed
     generated_tokens_total: int
     decode_steps: int
+    slots: int = 0
+
+    @property
+    def prompt_tokens_processed(self) -> int:
+        return self.prompt_tokens_total - self.prompt_tokens_cached
 
     @property
     def prefix_cache_hit_ratio(self) -> float:
@@ -38,10 +49,17 @@ class SchedulerStats:
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
+    if a[:n] == b[:n]:  # the common case (a conversation's next turn) at C speed
+        return n
     i = 0
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def _deliver(items: list[tuple[asyncio.Queue[object], object]]) -> None:
+    for queue, event in items:
+        queue.put_nowait(event)
 
 
 class Scheduler:
@@ -62,9 +80,12 @@ class Scheduler:
         self._incoming: deque[Sequence] = deque()
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
+        # Events of one step go to the event loop in one wake-up, not one per token.
+        self._outbox: Outbox = []
         self._cv = threading.Condition()
         self._stopping = False
         self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
+        self._eog = frozenset(model.end_of_generation_tokens)
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
         self._thread = threading.Thread(
             target=self._run, name=f"bendi-scheduler-{model.path.name}", daemon=True
@@ -76,11 +97,12 @@ class Scheduler:
         with self._cv:
             if self._stopping:
                 raise RuntimeError("scheduler is shut down")
+            seq.outbox = self._outbox
             self._incoming.append(seq)
             self._cv.notify()
 
     def cancel(self, seq: Sequence) -> None:
-        seq.cancelled = True  # read by the scheduler thread at its next step
+        seq.cancelled = True  # read by the scheduler thread before its next step
         with self._cv:
             self._cv.notify()
 
@@ -92,6 +114,7 @@ class Scheduler:
             prompt_tokens_cached=self._prompt_cached,
             generated_tokens_total=self._generated,
             decode_steps=self._steps,
+            slots=len(self._slots),
         )
 
     def shutdown(self) -> None:
@@ -120,13 +143,29 @@ class Scheduler:
                 for seq in self._active + list(self._waiting):
                     seq.emit(exc)
                     seq.done = True
+                    self._free_sampler(seq)
                 self._active.clear()
                 self._waiting.clear()
                 for slot in self._slots:
                     slot.owner, slot.tokens = None, []
                 self._lib.llama_memory_clear(self._model.memory, True)
+            self._flush()
         for seq in self._active + list(self._waiting) + list(self._incoming):
             seq.finish("cancelled", "server shutting down")
+            self._free_sampler(seq)
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue[object], object]]] = {}
+        for loop, queue, event in self._outbox:
+            by_loop.setdefault(loop, []).append((queue, event))
+        self._outbox.clear()
+        for loop, items in by_loop.items():
+            # A closed event loop raises: nobody is listening there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_deliver, items)
 
     def _reap_cancelled(self) -> None:
         for seq in [s for s in self._waiting if s.cancelled]:
@@ -154,21 +193,24 @@ class Scheduler:
         best_free = max(free, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.last_used_s))
         own = min(common_prefix_length(best_free.tokens, prompt), limit)
         donor, donated = None, own
-        # Copying cells between sequences needs the unified KV pool; with one stream per sequence
-        # the prefix cache works within a slot (a conversation returns to the slot holding it).
-        for slot in self._slots if self._model.config.unified_kv else ():
+        # Another slot (idle or busy) may hold a longer prefix: the same system prompt or documents.
+        for slot in self._slots:
             if slot is not best_free:
                 shared = min(common_prefix_length(slot.tokens, prompt), limit)
                 if shared > donated:
                     donor, donated = slot, shared
         mem, lib = self._model.memory, self._lib
-        if donor is not None:
+        if donor is not None and donated >= own + MIN_COPY_TOKENS:
             lib.llama_memory_seq_rm(mem, best_free.seq_id, -1, -1)
-            lib.llama_memory_seq_cp(mem, donor.seq_id, best_free.seq_id, 0, donated)
+            if self._model.config.unified_kv:  # one shared pool: the cells are just tagged
+                lib.llama_memory_seq_cp(mem, donor.seq_id, best_free.seq_id, 0, donated)
+            else:  # one stream per sequence: llama.cpp copies whole streams (queued to next decode)
+                lib.llama_memory_seq_cp(mem, donor.seq_id, best_free.seq_id, -1, -1)
+                lib.llama_memory_seq_rm(mem, best_free.seq_id, donated, -1)
             best_free.tokens = prompt[:donated]
             reused = donated
         elif lib.llama_memory_seq_rm(mem, best_free.seq_id, own, -1):
-            best_free.tokens = best_free.tokens[:own]
+            del best_free.tokens[own:]
             reused = own
         else:  # this cache type cannot drop a tail (e.g. recurrent state): start the slot afresh
             lib.llama_memory_seq_rm(mem, best_free.seq_id, -1, -1)
@@ -186,22 +228,32 @@ class Scheduler:
         slot = self._slots[seq.slot]
         slot.owner = None
         slot.last_used_s = time.monotonic()
-        if seq.sampler is not None:
-            self._lib.llama_sampler_free(seq.sampler)
-            seq.sampler = None
+        self._free_sampler(seq)
         if seq in self._active:
             self._active.remove(seq)
 
+    def _free_sampler(self, seq: Sequence) -> None:
+        if seq.sampler is not None:
+            self._lib.llama_sampler_free(seq.sampler)
+            seq.sampler = None
+
     def _step(self) -> None:
         batch = self._batch
+        token_arr, pos_arr, nseq_arr, seq_arr, logits_arr = (
+            batch.token,
+            batch.pos,
+            batch.n_seq_id,
+            batch.seq_id,
+            batch.logits,
+        )
         n = 0
         outputs: list[tuple[Sequence, int]] = []
-        fed: list[tuple[Sequence, int]] = []  # (sequence, tokens added this step)
-        generating = [s for s in self._active if not s.prefilling and s.next_token is not None]
+        prefilled: list[tuple[Sequence, int]] = []  # (sequence, prompt tokens added this step)
+        generating = [s for s in self._active if s.next_token is not None]
         for seq in generating:
-            self._put(n, seq.next_token or 0, seq.n_past, seq.slot, True)
+            token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = seq.next_token, seq.n_past, 1, 1
+            seq_arr[n][0] = seq.slot
             outputs.append((seq, n))
-            fed.append((seq, 1))
             n += 1
         budget = self._batch_tokens - n
         if generating:
@@ -213,14 +265,14 @@ class Scheduler:
                 continue
             start = seq.n_past
             chunk = seq.prompt_tokens[start : start + budget]
-            last = start + len(chunk) == len(seq.prompt_tokens)
             for offset, token in enumerate(chunk):
-                is_last = last and offset == len(chunk) - 1
-                self._put(n, token, start + offset, seq.slot, is_last)
-                if is_last:
-                    outputs.append((seq, n))
+                token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = token, start + offset, 1, 0
+                seq_arr[n][0] = seq.slot
                 n += 1
-            fed.append((seq, len(chunk)))
+            if start + len(chunk) == len(seq.prompt_tokens):
+                logits_arr[n - 1] = 1
+                outputs.append((seq, n - 1))
+            prefilled.append((seq, len(chunk)))
             budget -= len(chunk)
         if n == 0:
             return
@@ -235,33 +287,23 @@ class Scheduler:
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc}")
         self._steps += 1
-        for seq, count in fed:
-            slot = self._slots[seq.slot]
-            if seq.prefilling:
-                slot.tokens.extend(seq.prompt_tokens[seq.n_past : seq.n_past + count])
-                seq.n_past += count
-                if not seq.prefilling:
-                    seq.prefill_done_s = time.monotonic()
-            else:
-                slot.tokens.append(seq.next_token or 0)
-                seq.n_past += 1
+        for seq in generating:
+            self._slots[seq.slot].tokens.append(seq.next_token)  # type: ignore[arg-type]
+            seq.n_past += 1
+        for seq, count in prefilled:
+            self._slots[seq.slot].tokens.extend(seq.prompt_tokens[seq.n_past : seq.n_past + count])
+            seq.n_past += count
+            if not seq.prefilling:
+                seq.prefill_done_s = time.monotonic()
         for seq, index in outputs:
             self._sample(seq, index)
-
-    def _put(self, i: int, token: int, pos: int, seq_id: int, logits: bool) -> None:
-        batch = self._batch
-        batch.token[i] = token
-        batch.pos[i] = pos
-        batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = seq_id
-        batch.logits[i] = logits
 
     def _sample(self, seq: Sequence, index: int) -> None:
         token = self._lib.llama_sampler_sample(seq.sampler, self._model.ctx, index)
         if seq.first_token_s is None:
             seq.first_token_s = time.monotonic()
         seq.next_token = None
-        if self._model.is_end_of_generation(token):  # the end marker is not part of the completion
+        if token in self._eog:  # the end marker is not part of the completion
             seq.finish("stop")
             self._release(seq)
             return

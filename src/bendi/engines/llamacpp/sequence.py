@@ -13,6 +13,9 @@ from bendi.engines.messages import Finished, FinishReason, GenerationEvent, Samp
 PENALTY_LAST_N = 64
 DEFAULT_SEED = 0xFFFFFFFF  # llama.cpp: pick a random seed
 
+# Events waiting for the scheduler's end-of-step hand-over to their event loops.
+Outbox = list[tuple[asyncio.AbstractEventLoop, "asyncio.Queue[Any]", Any]]
+
 
 def build_sampler(lib: Any, params: SamplingParams, n_vocab: int, banned: tuple[int, ...] = ()) -> Any:
     """A llama.cpp sampler chain honouring this request's parameters (temperature 0 = greedy).
@@ -99,13 +102,17 @@ class Sequence:
     prefill_done_s: float | None = None
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     stop_filter: StopStringFilter | None = None
+    outbox: Outbox | None = None  # set by the scheduler; None: deliver directly
 
     @property
     def prefilling(self) -> bool:
         return self.n_past < len(self.prompt_tokens)
 
     def emit(self, event: GenerationEvent | BaseException) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+        if self.outbox is not None:
+            self.outbox.append((self.loop, self.queue, event))
+        else:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
 
     def push_text(self, raw: bytes, tokens: int = 1) -> bool:
         """Decode bytes (never splitting a UTF-8 character) and emit; True when a stop string hit."""

@@ -59,3 +59,8 @@ class ModelRequest(BaseModel):
     @property
     def target(self) -> str:
         return self.model or self.name
+
+
+class PullRequest(ModelRequest):
+    stream: bool = True
+    insecure: bool = False  # Ollama's flag for plain-HTTP registries; bendi's host policy decides

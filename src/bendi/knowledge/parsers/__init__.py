@@ -1,1 +1,86 @@
-"""Document parsers: one module per format, each returning pages of text with structure."""
+"""Document parsers: sniff a file's real format (never trust the extension) and dispatch."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from bendi.core.errors import DocumentError
+from bendi.knowledge.records import ParsedDocument
+
+SUPPORTED_SUFFIXES = frozenset(
+    {".pdf", ".docx", ".doc", ".md", ".markdown", ".txt", ".text", ".html", ".htm", ".csv", ".xlsx"}
+)
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def sniff_format(path: Path) -> str:
+    """The format by content first (a .doc that is really OOXML is read as DOCX), then by suffix."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"%PDF"):
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = set(archive.namelist())
+        except zipfile.BadZipFile as exc:
+            raise DocumentError(f"{path.name} looks like a ZIP/Office file but is damaged: {exc}.") from exc
+        if "word/document.xml" in names:
+            return "docx"
+        if "xl/workbook.xml" in names:
+            return "xlsx"
+        raise DocumentError(f"{path.name} is a ZIP archive, not a Word or Excel document; unpack it first.")
+    if head.startswith(_OLE_MAGIC):
+        return "doc"
+    suffix = path.suffix.lower()
+    if suffix in (".md", ".markdown"):
+        return "markdown"
+    if suffix in (".html", ".htm"):
+        return "html"
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".pdf", ".docx", ".xlsx", ".doc"):
+        raise DocumentError(
+            f"{path.name} has the extension {suffix} but its content is not a valid {suffix[1:].upper()} file; "
+            "it may be damaged or mislabelled."
+        )
+    return "text"
+
+
+def parse_document(path: Path) -> ParsedDocument:
+    """Parse any supported file into blocks; raises DocumentError with a sentence a user can act on."""
+    kind = sniff_format(path)
+    try:
+        if kind == "pdf":
+            from bendi.knowledge.parsers.pdf import parse_pdf
+
+            return parse_pdf(path)
+        if kind == "docx":
+            from bendi.knowledge.parsers.office import parse_docx
+
+            return parse_docx(path)
+        if kind == "xlsx":
+            from bendi.knowledge.parsers.office import parse_xlsx
+
+            return parse_xlsx(path)
+        if kind == "doc":
+            from bendi.knowledge.parsers.legacy import parse_legacy_doc
+
+            return parse_legacy_doc(path)
+        from bendi.knowledge.parsers import text
+
+        if kind == "markdown":
+            return text.parse_markdown(path)
+        if kind == "html":
+            return text.parse_html(path)
+        if kind == "csv":
+            return text.parse_csv(path)
+        return text.parse_text(path)
+    except DocumentError:
+        raise
+    except Exception as exc:  # a parser library choking on a broken file is a document problem
+        raise DocumentError(
+            f"Could not read {path.name} as {kind.upper()}: {type(exc).__name__}: {exc}. "
+            "The file may be damaged; re-export it and add it again."
+        ) from exc

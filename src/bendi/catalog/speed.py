@@ -1,0 +1,140 @@
+"""Speed estimate: decode is memory-bandwidth bound (bytes read per token), prefill compute bound.
+
+Efficiency factors and per-layer costs per engine are calibrated on the measured rows of
+../shared/reference (benchmarks/bench_advisor_speed.py prints the fit; docs/advisor.md states it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bendi.catalog.estimate import ModelFacts, _routed_expert_share, kv_bytes_per_token
+
+GB = 1e9
+NUMA_SCALING = 0.72  # a second socket adds ~44% decode throughput, not 100% (reference rows 1 vs 2)
+SPILL_LOCALITY_EXPONENT = 2.0
+PCIE_GBPS = 25.0  # host-to-GPU copy rate llama.cpp gets when prefill streams CPU-resident layers
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """How close an engine gets to the hardware roofline, and its fixed cost per layer per token."""
+
+    name: str
+    gpu_efficiency: float  # fraction of GPU memory bandwidth reached while decoding
+    cpu_efficiency: float  # fraction of theoretical RAM bandwidth
+    apple_efficiency: float  # fraction of Apple unified-memory bandwidth
+    layer_overhead_s: float  # kernel launches, sync: per dense layer per token (CUDA / CPU)
+    apple_layer_overhead_s: float  # the same on Metal
+    moe_layer_overhead_s: float  # routing + expert gather: per MoE layer per token
+    gpu_hop_s: float  # per boundary between GPUs in a layer split / pipeline
+    compute_efficiency: float  # fraction of FP16 TFLOPS reached in prefill
+    mla_latent_cache: bool = True
+
+
+ENGINE_PROFILES: dict[str, EngineProfile] = {
+    p.name: p
+    for p in (
+        EngineProfile("llama.cpp", 0.90, 0.50, 0.80, 70e-6, 150e-6, 0.45e-3, 0.3e-3, 0.40),
+        # Builds before CUDA graphs (May 2024) paid ~3x more per layer; the reference's A100/H100 and
+        # early Metal rows were measured on those.
+        EngineProfile("llama.cpp-2023", 0.90, 0.50, 0.80, 220e-6, 220e-6, 0.45e-3, 0.3e-3, 0.40),
+        EngineProfile("ik_llama.cpp", 0.90, 0.60, 0.80, 70e-6, 150e-6, 0.45e-3, 0.3e-3, 0.40),
+        EngineProfile("ktransformers", 0.90, 0.41, 0.80, 70e-6, 150e-6, 0.10e-3, 0.3e-3, 0.40),
+        EngineProfile("mlx", 0.85, 0.50, 0.80, 70e-6, 150e-6, 0.30e-3, 0.0, 0.55, mla_latent_cache=False),
+        EngineProfile("vllm", 0.80, 0.50, 0.80, 150e-6, 150e-6, 0.20e-3, 0.5e-3, 0.55),
+        EngineProfile("sglang", 0.80, 0.50, 0.80, 150e-6, 150e-6, 0.17e-3, 0.5e-3, 0.55),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's weights live and which memory each token's reads hit."""
+
+    engine: str
+    gpu_count: int = 0
+    gpu_bandwidth_gbps: float = 0.0  # per GPU
+    gpu_tflops: float = 0.0  # per GPU, FP16 dense
+    gpu_layers: int = 0  # llama.cpp n_gpu_layers (layer split across gpu_count GPUs)
+    experts_on_cpu: bool = False  # llama.cpp -ot exps=CPU / KTransformers hybrid
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    unified_memory: bool = False  # Apple: "GPU" bandwidth is the unified memory
+    gpu_bandwidth_efficiency: float = 1.0  # chip-specific: some GPUs cannot saturate their bus (M1 Max)
+    cpu_bandwidth_gbps: float = 51.2
+    cpu_tflops: float = 1.0
+    cpu_sockets: int = 1
+    spill_fraction: float = 0.0  # share of the CPU-resident weights that is not in RAM (mmap pages it from disk)
+    disk_bandwidth_gbps: float = 3.0
+
+
+@dataclass(frozen=True)
+class SpeedEstimate:
+    decode_tokens_per_s: float
+    prefill_tokens_per_s: float
+    gpu_bytes_per_token: float
+    cpu_bytes_per_token: float
+
+
+def active_weight_bytes(facts: ModelFacts) -> tuple[float, float]:
+    """(non-expert, routed-expert) bytes read per decoded token; token_embd is a row lookup, not read."""
+    a = facts.architecture
+    layers = facts.weights_bytes - facts.embedding_bytes - facts.output_bytes
+    share = _routed_expert_share(facts)
+    routed = layers * share * (a.n_expert_used / a.n_expert if a.is_moe else 0.0)
+    return layers * (1 - share) + facts.output_bytes, routed
+
+
+def estimate_speed(facts: ModelFacts, placement: Placement, context_tokens: int = 512,
+                   experts_used: int | None = None) -> SpeedEstimate:
+    """Single-stream decode and prefill tok/s with `context_tokens` already in the KV cache."""
+    a = facts.architecture
+    p = ENGINE_PROFILES[placement.engine]
+    dense_bytes, routed_bytes = active_weight_bytes(facts)
+    if experts_used is not None and a.is_moe:
+        routed_bytes *= experts_used / a.n_expert_used
+    kv_bytes = kv_bytes_per_token(a, mla_latent=p.mla_latent_cache) * context_tokens
+    weights_and_kv = dense_bytes + routed_bytes + kv_bytes
+
+    cpu_bw = placement.cpu_bandwidth_gbps * GB * p.cpu_efficiency
+    if placement.cpu_sockets > 1:
+        cpu_bw *= NUMA_SCALING
+    if placement.unified_memory:
+        gpu_bytes, cpu_bytes = weights_and_kv, 0.0
+        gpu_bw = placement.gpu_bandwidth_gbps * GB * p.apple_efficiency * placement.gpu_bandwidth_efficiency
+    else:
+        gpu_bw = (placement.gpu_bandwidth_gbps * GB * p.gpu_efficiency * placement.gpu_bandwidth_efficiency
+                  * max(placement.tensor_parallel, 1))
+        if placement.gpu_count == 0:
+            gpu_bytes, cpu_bytes = 0.0, weights_and_kv
+        elif placement.experts_on_cpu:
+            gpu_bytes, cpu_bytes = dense_bytes + kv_bytes, routed_bytes
+        else:
+            frac = min(placement.gpu_layers, a.n_layers) / a.n_layers if placement.tensor_parallel == 1 else 1.0
+            gpu_bytes, cpu_bytes = weights_and_kv * frac, weights_and_kv * (1 - frac)
+    seconds = (gpu_bytes / gpu_bw if gpu_bytes else 0.0) + (cpu_bytes / cpu_bw if cpu_bytes else 0.0)
+    if placement.spill_fraction and cpu_bytes:
+        # Expert use is skewed, so the page cache keeps hot experts and misses fall faster than the
+        # spilled share: miss rate = spill^2 (fitted on reference rows 9 and 11, both [S]).
+        miss_rate = placement.spill_fraction**SPILL_LOCALITY_EXPONENT
+        seconds += cpu_bytes * miss_rate / (placement.disk_bandwidth_gbps * GB)
+    moe_layers = a.n_layers - a.n_dense_layers if a.is_moe else 0
+    dense_overhead_s = p.apple_layer_overhead_s if placement.unified_memory else p.layer_overhead_s
+    seconds += (a.n_layers - moe_layers) * dense_overhead_s + moe_layers * p.moe_layer_overhead_s
+    hops = max(placement.gpu_count // max(placement.tensor_parallel, 1) - 1, 0)
+    seconds += hops * p.gpu_hop_s
+    decode = 1.0 / seconds
+
+    active_params = (a.active_params_b or facts.params_b) * 1e9
+    flops_per_token = 2 * active_params
+    if placement.gpu_count or placement.unified_memory:
+        tflops = placement.gpu_tflops * max(placement.gpu_count, 1) * p.compute_efficiency
+        prefill_s = flops_per_token / (tflops * 1e12)
+        if cpu_bytes and not placement.unified_memory:
+            # CPU-resident weights are streamed to the GPU once per 512-token batch, or run on the CPU.
+            prefill_s += min(cpu_bytes * a.n_expert / max(a.n_expert_used, 1) if a.is_moe else cpu_bytes,
+                             facts.weights_bytes) / (PCIE_GBPS * GB) / 512
+    else:
+        prefill_s = flops_per_token / (placement.cpu_tflops * 1e12 * 0.5)
+    return SpeedEstimate(decode, 1.0 / prefill_s, gpu_bytes, cpu_bytes)

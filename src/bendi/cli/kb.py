@@ -1,0 +1,196 @@
+"""`bendi kb`: create knowledge bases, add documents, search them and ask questions with citations."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from bendi.core.settings import load_settings
+
+
+def register(subparsers: Any) -> None:
+    kb = subparsers.add_parser("kb", help="knowledge bases: import documents, search, ask with citations")
+    sub = kb.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("create", help="create an empty knowledge base")
+    p.add_argument("name")
+    p.add_argument("--description", default="")
+    p.add_argument("--embedding-model", help="embedder name (default: settings.embedding_model)")
+    p.set_defaults(func=_create)
+
+    p = sub.add_parser("add", help="add files or folders (recursive); unchanged files are skipped")
+    p.add_argument("name")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--tag", action="append", default=[], help="tag the added documents (repeatable)")
+    p.set_defaults(func=_add)
+
+    p = sub.add_parser("list", help="list knowledge bases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_list)
+
+    p = sub.add_parser("docs", help="list the documents of a knowledge base")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_docs)
+
+    p = sub.add_parser("rm", help="delete a knowledge base, or one document of it")
+    p.add_argument("name")
+    p.add_argument("doc", nargs="?", help="document id or file as added")
+    p.set_defaults(func=_rm)
+
+    p = sub.add_parser("search", help="ranked passages for a query")
+    p.add_argument("name")
+    p.add_argument("query")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--mode", choices=("hybrid", "bm25", "dense"), default="hybrid")
+    p.add_argument(
+        "--json", action="store_true", help="print hits as JSON (file, page, article, heading, score, text)"
+    )
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("ask", help="answer a question from the knowledge base, with numbered sources")
+    p.add_argument("name")
+    p.add_argument("question")
+    p.add_argument("--model", help="chat model (default: the default model)")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--hide-thinking", action="store_true")
+    p.set_defaults(func=_ask)
+
+
+def _services() -> Any:
+    from bendi.services import build_services
+
+    return build_services(load_settings())
+
+
+def _create(args: argparse.Namespace) -> int:
+    kb = _services().knowledge.create(args.name, args.description, args.embedding_model)
+    print(f"Created knowledge base {kb.name} (embedding model {kb.embedding_model}).")
+    print(f"Add documents with: bendi kb add {kb.name} PATH...")
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    from bendi.knowledge.ingest import IngestProgress, ingest_paths
+
+    kb = _services().knowledge.get(args.name)
+    tty = sys.stderr.isatty()
+
+    def show(p: IngestProgress) -> None:
+        line = (f"[{p.files_done}/{p.files_total} files] {p.pages_done} pages, {p.chunks_done} chunks, "
+                f"{p.chunks_per_s:.1f} chunks/s  {p.current_file[-60:]}")  # fmt: skip
+        print(("\r\x1b[2K" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    outcomes = ingest_paths(kb, args.paths, tags=args.tag, progress=show)
+    if tty:
+        print(file=sys.stderr)
+    failed = 0
+    for o in outcomes:
+        detail = f"{o.chunks} chunks" if o.status in ("indexed", "unchanged") else (o.error or "")
+        print(f"{o.status:10} {o.file}  {detail}")
+        failed += o.status == "failed"
+    counts = {
+        s: sum(o.status == s for o in outcomes) for s in ("indexed", "unchanged", "needs_ocr", "failed")
+    }
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no supported files found")
+    return 1 if failed else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    infos = _services().knowledge.list()
+    if args.json:
+        print(json.dumps([i.to_json() for i in infos], ensure_ascii=False, indent=2))
+        return 0
+    if not infos:
+        print("No knowledge bases yet. Create one with `bendi kb create NAME`.")
+    for i in infos:
+        print(f"{i.name:24} {i.documents:5} docs {i.chunks:7} chunks  {i.embedding_model}  {i.description}")
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    docs = _services().knowledge.get(args.name).documents()
+    if args.json:
+        print(json.dumps([d.to_json() for d in docs], ensure_ascii=False, indent=2))
+        return 0
+    for d in docs:
+        extra = f"  {d.error}" if d.error else ""
+        print(f"{d.id:5} {d.status:10} {d.pages:4}p {d.chunks:5}c  {d.file}{extra}")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    knowledge = _services().knowledge
+    if args.doc is None:
+        knowledge.delete(args.name)
+        print(f"Deleted knowledge base {args.name}.")
+        return 0
+    kb = knowledge.get(args.name)
+    doc = kb.find_document(args.doc)
+    kb.delete_document(doc.id)
+    print(f"Removed {doc.file} from {args.name}.")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    result = _services().knowledge.get(args.name).search(args.query, top_k=args.top_k, mode=args.mode)
+    if args.json:
+        keys = ("file", "page", "article", "heading", "score", "text", "doc_id", "chunk_id")
+        print(
+            json.dumps([{k: h.to_json()[k] for k in keys} for h in result.hits], ensure_ascii=False, indent=2)
+        )
+        return 0
+    for rank, h in enumerate(result.hits, start=1):
+        where = " ".join(x for x in (h.file, f"p.{h.page}" if h.page else "", h.article or "") if x)
+        print(f"{rank}. [{h.score:.4f}] {where}\n   {h.text[:300]}\n")
+    if not result.hits:
+        print("No matching passages.")
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from bendi.knowledge.answer import stream_answer
+
+    services = _services()
+    kb = services.knowledge.get(args.name)
+
+    async def run() -> int:
+        engine = await services.engines.acquire(args.model)
+        citations: tuple[Any, ...] = ()
+        in_reasoning = False
+        try:
+            async for event in stream_answer(kb, args.question, engine, top_k=args.top_k, max_tokens=args.max_tokens,
+                                             min_score=services.settings.kb_min_similarity):  # fmt: skip
+                if event.kind == "citations":
+                    citations = event.citations
+                elif event.kind == "reasoning" and not args.hide_thinking:
+                    if not in_reasoning:
+                        print("Thinking…", file=sys.stderr)
+                        in_reasoning = True
+                    print(event.text, end="", file=sys.stderr, flush=True)
+                elif event.kind == "content":
+                    if in_reasoning:
+                        print("\n", file=sys.stderr)
+                        in_reasoning = False
+                    print(event.text, end="", flush=True)
+                elif event.kind == "done":
+                    print()
+                    for note in event.notes:
+                        print(f"note: {note}", file=sys.stderr)
+            if citations:
+                print("\nSources:")
+                for c in citations:
+                    h = c.hit
+                    where = ", ".join(
+                        x for x in (f"page {h.page}" if h.page else "", h.article or "", h.heading) if x
+                    )
+                    print(f"[{c.index}] {h.file}" + (f" ({where})" if where else ""))
+            return 0
+        finally:
+            await services.aclose()
+
+    return asyncio.run(run())

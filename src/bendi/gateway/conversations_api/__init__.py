@@ -1,0 +1,1 @@
+"""REST API for server-side conversations (/v1/conversations)."""

@@ -1,0 +1,142 @@
+"""Knowledge-base HTTP API (/v1/knowledge-bases): manage bases and documents, upload, search, ask."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from bendi.core.errors import NotFoundError, PayloadTooLargeError, UserInputError
+from bendi.core.paths import safe_component
+from bendi.engines.messages import ChatMessage, SamplingParams
+from bendi.gateway.dependencies import get_services
+from bendi.gateway.knowledge_api.chat import ask_response, open_grounded_turn
+from bendi.gateway.knowledge_api.protocol import AskRequest, CreateKnowledgeBase, SearchRequest
+from bendi.gateway.knowledge_api.uploads import store_upload, validate_upload_name
+from bendi.gateway.knowledge_api.worker import IngestWorker
+from bendi.knowledge.library import KnowledgeBase
+from bendi.services import Services
+
+router = APIRouter(prefix="/v1/knowledge-bases", tags=["knowledge bases"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def _kb(services: Services, name: str) -> KnowledgeBase:
+    return services.knowledge.get(safe_component(name, what="knowledge-base name"))
+
+
+def _worker(request: Request, services: Services) -> IngestWorker:
+    """One ingestion worker per server, started on first use and stopped with the services."""
+    worker: IngestWorker | None = getattr(request.app.state, "kb_worker", None)
+    if worker is None:
+        worker = IngestWorker(services.knowledge)
+        request.app.state.kb_worker = worker
+        services._closers.append(worker)
+    return worker
+
+
+@router.get("")
+async def list_knowledge_bases(services: ServicesDep) -> dict[str, Any]:
+    infos = await asyncio.to_thread(services.knowledge.list)
+    return {"data": [i.to_json() for i in infos]}
+
+
+@router.post("", status_code=201)
+async def create_knowledge_base(body: CreateKnowledgeBase, services: ServicesDep) -> dict[str, Any]:
+    name = safe_component(body.name, what="knowledge-base name")
+    kb = await asyncio.to_thread(services.knowledge.create, name, body.description, body.embedding_model)
+    return kb.info().to_json()
+
+
+@router.get("/{kb}")
+async def get_knowledge_base(kb: str, services: ServicesDep) -> dict[str, Any]:
+    return _kb(services, kb).info().to_json()
+
+
+@router.delete("/{kb}")
+async def delete_knowledge_base(kb: str, services: ServicesDep) -> dict[str, Any]:
+    await asyncio.to_thread(services.knowledge.delete, safe_component(kb, what="knowledge-base name"))
+    return {"deleted": True}
+
+
+@router.get("/{kb}/documents")
+async def list_documents(kb: str, services: ServicesDep) -> dict[str, Any]:
+    return {"data": [d.to_json() for d in _kb(services, kb).documents()]}
+
+
+@router.get("/{kb}/documents/{doc_id}")
+async def get_document(kb: str, doc_id: int, services: ServicesDep) -> dict[str, Any]:
+    return _kb(services, kb).index.document(doc_id).to_json()
+
+
+@router.delete("/{kb}/documents/{doc_id}")
+async def delete_document(kb: str, doc_id: int, services: ServicesDep) -> dict[str, Any]:
+    await asyncio.to_thread(_kb(services, kb).delete_document, doc_id)
+    return {"deleted": True}
+
+
+@router.post(
+    "/{kb}/documents",
+    status_code=202,
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
+        "type": "object", "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                                         "tags": {"type": "string"}}}}}}},
+)  # fmt: skip
+async def upload_documents(kb: str, request: Request, services: ServicesDep) -> Any:
+    """Store the uploaded files and queue them; ingestion runs in the server's background worker."""
+    base = _kb(services, kb)
+    limit = services.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + 1024 * 1024:
+        raise PayloadTooLargeError(
+            f"The upload is {int(declared)} bytes; this server accepts {limit} (BENDI_MAX_UPLOAD_BYTES)."
+        )
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise UserInputError("Upload documents as multipart/form-data with one or more parts named 'files'.")
+    form = await request.form(max_files=10_000)
+    try:
+        uploads = [part for part in form.getlist("files") if not isinstance(part, str)]
+        if not uploads:
+            raise UserInputError("No files in the upload: send one or more parts named 'files'.")
+        raw_tags = form.get("tags")
+        tags = [t.strip() for t in raw_tags.split(",") if t.strip()] if isinstance(raw_tags, str) else []
+        labels = [validate_upload_name(part.filename) for part in uploads]  # all names checked first
+        stored = []
+        budget = limit
+        for part, label in zip(uploads, labels, strict=True):
+            path, size = await store_upload(part, base.uploads, budget)
+            budget -= size
+            stored.append((label, path))
+    finally:
+        await form.close()
+    worker = _worker(request, services)
+    docs = []
+    for label, path in stored:
+        doc_id = await asyncio.to_thread(base.index.upsert_document, "upload:" + label, label, status="queued",
+                                         stored_path=str(path), tags=tags)  # fmt: skip
+        worker.submit(base.name, doc_id)
+        docs.append(base.index.document(doc_id).to_json())
+    return JSONResponse({"data": docs}, status_code=202)
+
+
+@router.post("/{kb}/search")
+async def search_knowledge_base(kb: str, body: SearchRequest, services: ServicesDep) -> dict[str, Any]:
+    base = _kb(services, kb)
+    result = await asyncio.to_thread(base.search, body.query, top_k=body.top_k, mode=body.mode,  # type: ignore[arg-type]
+                                     document_ids=body.document_ids, tags=body.tags)  # fmt: skip
+    return {"data": [h.to_json() for h in result.hits]}
+
+
+@router.post("/{kb}/ask", response_model=None)
+async def ask_knowledge_base(kb: str, body: AskRequest, request: Request, services: ServicesDep) -> Any:
+    name = safe_component(kb, what="knowledge-base name")
+    if name not in services.knowledge.names():
+        raise NotFoundError(f"There is no knowledge base named {name}.")
+    turn = await open_grounded_turn(
+        request, services, knowledge_base=name, model=body.model,
+        messages=[ChatMessage("user", body.question)], top_k=body.top_k, max_tokens=body.max_tokens,
+        params=SamplingParams(temperature=body.temperature), document_ids=body.document_ids,
+    )  # fmt: skip
+    return await ask_response(request, services, turn, body.stream)

@@ -1,0 +1,88 @@
+"""The server's ingestion worker: one background thread and queue, so uploads never block the event loop."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from bendi.core.errors import BendiError
+from bendi.knowledge.ingest import ingest_file
+from bendi.knowledge.library import KnowledgeBases
+
+log = logging.getLogger("bendi.knowledge")
+
+
+@dataclass(frozen=True)
+class _Job:
+    kb_name: str
+    doc_id: int
+
+
+class IngestWorker:
+    def __init__(self, knowledge: KnowledgeBases) -> None:
+        self._knowledge = knowledge
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="bendi-kb-ingest", daemon=True)
+        self._thread.start()
+        self._recover()
+
+    def _recover(self) -> None:
+        """Documents left queued or half-processed by a previous run (crash, kill -9) are redone."""
+        for name in self._knowledge.names():
+            try:
+                for doc_id in self._knowledge.get(name).index.pending_documents():
+                    self.submit(name, doc_id)
+            except BendiError as exc:
+                log.warning("cannot recover pending documents of %s: %s", name, exc.message)
+
+    def submit(self, kb_name: str, doc_id: int) -> None:
+        self._queue.put(_Job(kb_name, doc_id))
+
+    def idle(self) -> bool:
+        return self._queue.unfinished_tasks == 0
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                self._process(job)
+            except Exception:  # one bad job must never kill the worker
+                log.exception(
+                    "ingestion of document %s in %s failed",
+                    job.doc_id if job else "?",
+                    job.kb_name if job else "?",
+                )
+            finally:
+                self._queue.task_done()
+
+    def _process(self, job: _Job) -> None:
+        try:
+            kb = self._knowledge.get(job.kb_name)
+        except BendiError:
+            return  # the base was deleted while the job waited
+        stored = kb.index.stored_path(job.doc_id)
+        try:
+            doc = kb.index.document(job.doc_id)
+        except BendiError:
+            return  # the document was deleted while the job waited
+        if stored is None or not Path(stored).is_file():
+            kb.index.set_status(
+                job.doc_id, "failed", "The uploaded file is missing on disk; upload it again."
+            )
+            return
+        with kb.write_lock:
+            ingest_file(kb, Path(stored), doc.file, source_key="upload:" + doc.file, doc_id=job.doc_id)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+
+    async def aclose(self) -> None:
+        import asyncio
+
+        await asyncio.to_thread(self.close)

@@ -1,0 +1,175 @@
+"""Chunking that follows the structure of Chinese regulations (编/章/节/条) and documents.
+
+An article (第X条) stays whole when it fits the token budget; longer ones and plain prose are split
+on sentence boundaries (Chinese and English punctuation) into windows with overlap. Every chunk
+keeps its page, heading path, article label and character offsets into the document text."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from bendi.knowledge.records import Block, Chunk
+
+_NUM = r"[一二三四五六七八九十百千零〇两\d]+"
+ARTICLE = re.compile(rf"^\s*(第{_NUM}条(?:之{_NUM})?)")
+STRUCTURE = re.compile(rf"^\s*第{_NUM}(编|分编|章|节)(?:\s|$|[\u4e00-\u9fff（(])")
+_STRUCTURE_RANK = {"编": 0, "分编": 1, "章": 2, "节": 3}
+_SENTENCE_END = re.compile(r"(?<=[。！？；!?;])|(?<=[.])(?=\s)")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens a multilingual BERT-style tokenizer spends: ~1 per CJK character, ~1.3 per word."""
+    cjk = len(_CJK.findall(text))
+    words = _WORD.findall(text)
+    other = max(0, len(text) - cjk - sum(len(w) for w in words) - text.count(" ") - text.count("\n"))
+    # ceil keeps the estimate additive from above: the sum over sentences bounds their concatenation
+    return cjk + math.ceil(len(words) * 1.3) + other
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    max_tokens: int = 320  # e5 reads 512 tokens; leave room for the heading context and prefix
+    overlap_tokens: int = 48
+    min_merge_tokens: int = 120  # short prose paragraphs under one heading are merged up to max
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = [p for p in _SENTENCE_END.split(text) if p and p.strip()]
+    out: list[str] = []
+    for part in parts:  # a "sentence" with no punctuation at all still must not exceed a window
+        while estimate_tokens(part) > 400:
+            out.append(part[:300])
+            part = part[300:]
+        out.append(part)
+    return out
+
+
+@dataclass
+class _Unit:
+    """Consecutive paragraphs that belong together: one article, or prose under one heading/page."""
+
+    heading: tuple[str, ...]
+    article: str | None
+    page: int | None
+    start: int
+    parts: list[str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.parts)
+
+
+def _units(blocks: Iterable[Block]) -> Iterator[_Unit]:
+    offset = 0
+    structure: list[tuple[int, str]] = []
+    current: _Unit | None = None
+    for block in blocks:
+        text = block.text.strip()
+        start = offset
+        offset += len(block.text) + 1
+        if not text:
+            continue
+        parser_heading = tuple(block.heading)
+        match = STRUCTURE.match(text)
+        if match and len(text) <= 40 and not ARTICLE.match(text):
+            rank = _STRUCTURE_RANK[match.group(1)]
+            structure = [(r, h) for r, h in structure if r < rank] + [(rank, text)]
+            if current:
+                yield current
+                current = None
+            continue
+        # A parser heading that is itself a 章/节 line supersedes the detected one.
+        heading = parser_heading + tuple(h for _, h in structure if h not in parser_heading)
+        article_match = ARTICLE.match(text)
+        if article_match:
+            if current:
+                yield current
+            current = _Unit(heading, article_match.group(1), block.page, start, [text])
+            continue
+        if current and current.heading == heading and (current.article or current.page == block.page):
+            current.parts.append(text)  # an article's later paragraphs, or prose on the same page
+            continue
+        if current:
+            yield current
+        current = _Unit(heading, None, block.page, start, [text])
+    if current:
+        yield current
+
+
+def _windows(sentences: list[str], config: ChunkingConfig) -> Iterator[tuple[int, str]]:
+    """(char offset within the unit, window text) windows of whole sentences with overlap."""
+    i = 0
+    offsets = []
+    pos = 0
+    for s in sentences:
+        offsets.append(pos)
+        pos += len(s)
+    while i < len(sentences):
+        j, tokens = i, 0
+        while j < len(sentences) and (j == i or tokens + estimate_tokens(sentences[j]) <= config.max_tokens):
+            tokens += estimate_tokens(sentences[j])
+            j += 1
+        yield offsets[i], "".join(sentences[i:j])
+        if j >= len(sentences):
+            break
+        back, k = 0, j
+        while k - 1 > i and back + estimate_tokens(sentences[k - 1]) <= config.overlap_tokens:
+            k -= 1
+            back += estimate_tokens(sentences[k])
+        i = k
+
+
+def chunk_blocks(blocks: Iterable[Block], config: ChunkingConfig | None = None) -> list[Chunk]:
+    config = config or ChunkingConfig()
+    chunks: list[Chunk] = []
+    pending: _Unit | None = None  # short prose units are merged until the budget
+
+    def emit(unit: _Unit) -> None:
+        text = unit.text
+        heading = " > ".join(unit.heading)
+        if estimate_tokens(text) <= config.max_tokens:
+            windows: Iterable[tuple[int, str]] = [(0, text)]
+        else:
+            windows = _windows(split_sentences(text), config)
+        for rel, window in windows:
+            window = window.strip("\n")
+            if not window:
+                continue
+            start = unit.start + rel
+            chunks.append(
+                Chunk(len(chunks), window, unit.page, heading, unit.article, start, start + len(window))
+            )
+
+    for unit in _units(blocks):
+        if (
+            unit.article is None
+            and pending is not None
+            and pending.heading == unit.heading
+            and (
+                estimate_tokens(pending.text) + estimate_tokens(unit.text) <= config.max_tokens
+                and estimate_tokens(pending.text) < config.min_merge_tokens
+            )
+        ):
+            pending.parts.extend(unit.parts)
+            continue
+        if pending is not None:
+            emit(pending)
+            pending = None
+        if unit.article is None:
+            pending = unit
+        else:
+            emit(unit)
+    if pending is not None:
+        emit(pending)
+    return chunks
+
+
+def context_text(title: str, chunk: Chunk) -> str:
+    """What is embedded and keyword-indexed: the passage with its document title and headings."""
+    head = " ".join(part for part in (title, chunk.heading.replace(" > ", " ")) if part)
+    return f"{head}\n{chunk.text}" if head else chunk.text

@@ -1,0 +1,299 @@
+"""The index seam (IndexBackend) and its embedded default: one SQLite file per knowledge base.
+
+SQLite in WAL mode holds documents, chunks, an FTS5 table over jieba-segmented text (BM25) and
+the chunk vectors as float32 blobs. Python's sqlite3 here cannot load extensions (sqlite-vec), so
+vector search is exact brute force over a numpy matrix cached in memory and rebuilt when the
+index's generation counter moves. A document's chunks, FTS rows, vectors and status change in ONE
+transaction, which is what makes ingestion crash-safe: kill -9 leaves the old state or the new.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from bendi.core.errors import NotFoundError
+from bendi.knowledge.records import Chunk, DocStatus, DocumentRecord, Hit
+from bendi.knowledge.tokenize import fts_query, segment
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+  id INTEGER PRIMARY KEY, source_key TEXT NOT NULL UNIQUE, file TEXT NOT NULL, title TEXT NOT NULL,
+  bytes INTEGER NOT NULL DEFAULT 0, pages INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL, error TEXT, content_hash TEXT NOT NULL DEFAULT '', tags TEXT NOT NULL DEFAULT '[]',
+  stored_path TEXT, added_at REAL NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+  id INTEGER PRIMARY KEY, doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+  ordinal INTEGER NOT NULL, text TEXT NOT NULL, page INTEGER, heading TEXT NOT NULL, article TEXT,
+  start_char INTEGER NOT NULL, end_char INTEGER NOT NULL, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(tokens, tokenize = 'unicode61 remove_diacritics 2');
+"""
+_DOC_COLUMNS = (
+    "id, file, title, bytes, pages, chunks, status, error, added_at, updated_at, content_hash, tags"
+)
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    chunk_id: int
+    score: float
+
+
+class IndexBackend(Protocol):
+    """What a knowledge base needs from storage. SQLite is the embedded default; PostgreSQL +
+    pgvector (tsvector/pg_jieba for BM25) or Qdrant (sparse + dense vectors) fit the same seam."""
+
+    def get_meta(self, key: str) -> str | None: ...
+    def documents(self) -> list[DocumentRecord]: ...
+    def document(self, doc_id: int) -> DocumentRecord: ...
+    def document_by_key(self, source_key: str) -> DocumentRecord | None: ...
+    def upsert_document(self, source_key: str, file: str, *, status: DocStatus, stored_path: str | None = None,
+                        tags: Sequence[str] = ()) -> int: ...  # fmt: skip
+    def set_status(self, doc_id: int, status: DocStatus, error: str | None = None) -> None: ...
+    def replace_chunks(self, doc_id: int, *, title: str, content_hash: str, bytes_: int, pages: int,
+                       chunks: Sequence[Chunk], fts_texts: Sequence[str], vectors: np.ndarray,
+                       status: DocStatus = "indexed") -> None: ...  # fmt: skip
+    def delete_document(self, doc_id: int) -> None: ...
+    def keyword_search(
+        self, query: str, limit: int, doc_ids: Sequence[int] | None = None
+    ) -> list[ScoredChunk]: ...
+    def vector_search(
+        self, vector: np.ndarray, limit: int, doc_ids: Sequence[int] | None = None
+    ) -> list[ScoredChunk]: ...
+    def hits(self, scored: Sequence[ScoredChunk]) -> list[Hit]: ...
+    def stats(self) -> tuple[int, int]: ...
+    def close(self) -> None: ...
+
+
+class SQLiteIndex:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._matrix_lock = threading.Lock()
+        self._matrix: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # (gen, ids, docs, vecs)
+        self._db().executescript(
+            SCHEMA
+        )  # executescript commits on its own; IF NOT EXISTS makes it idempotent
+
+    # connections: one per thread (sqlite3 objects are not shared across threads) --------------
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, never corrupt
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute(
+                "INSERT INTO meta(key, value) VALUES ('generation', '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # metadata -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._db().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self._write() as db:
+            db.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", list(values.items()))
+
+    def stats(self) -> tuple[int, int]:
+        db = self._db()
+        docs = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        return int(docs), int(chunks)
+
+    # documents ------------------------------------------------------------------------------
+    @staticmethod
+    def _record(row: Sequence[Any]) -> DocumentRecord:
+        tags = tuple(json.loads(str(row[11]) or "[]"))
+        return DocumentRecord(int(row[0]), str(row[1]), str(row[2]), int(row[3]), int(row[4]), int(row[5]),
+                              row[6], row[7], float(row[8]), float(row[9]), str(row[10]), tags)  # fmt: skip
+
+    def documents(self) -> list[DocumentRecord]:
+        rows = self._db().execute(f"SELECT {_DOC_COLUMNS} FROM documents ORDER BY id").fetchall()
+        return [self._record(r) for r in rows]
+
+    def document(self, doc_id: int) -> DocumentRecord:
+        row = self._db().execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"There is no document with id {doc_id} in this knowledge base.")
+        return self._record(row)
+
+    def document_by_key(self, source_key: str) -> DocumentRecord | None:
+        row = (
+            self._db()
+            .execute(f"SELECT {_DOC_COLUMNS} FROM documents WHERE source_key = ?", (source_key,))
+            .fetchone()
+        )
+        return None if row is None else self._record(row)
+
+    def stored_path(self, doc_id: int) -> str | None:
+        row = self._db().execute("SELECT stored_path FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return None if row is None or row[0] is None else str(row[0])
+
+    def pending_documents(self) -> list[int]:
+        """Queued or interrupted documents (a crash mid-ingest leaves 'processing'): to be redone."""
+        rows = self._db().execute(
+            "SELECT id FROM documents WHERE status IN ('queued', 'processing') AND stored_path IS NOT NULL ORDER BY id"
+        )
+        return [int(r[0]) for r in rows]
+
+    def upsert_document(self, source_key: str, file: str, *, status: DocStatus, stored_path: str | None = None,
+                        tags: Sequence[str] = ()) -> int:  # fmt: skip
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO documents (source_key, file, title, status, stored_path, tags, added_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(source_key) DO UPDATE SET file = excluded.file, "
+                "status = excluded.status, stored_path = COALESCE(excluded.stored_path, stored_path), "
+                "tags = excluded.tags, error = NULL, updated_at = excluded.updated_at",
+                (
+                    source_key,
+                    file,
+                    file.rsplit("/", 1)[-1],
+                    status,
+                    stored_path,
+                    json.dumps(list(tags)),
+                    now,
+                    now,
+                ),
+            )
+            row = db.execute("SELECT id FROM documents WHERE source_key = ?", (source_key,)).fetchone()
+        return int(row[0])
+
+    def set_status(self, doc_id: int, status: DocStatus, error: str | None = None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE documents SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                       (status, error, time.time(), doc_id))  # fmt: skip
+
+    def replace_chunks(self, doc_id: int, *, title: str, content_hash: str, bytes_: int, pages: int,
+                       chunks: Sequence[Chunk], fts_texts: Sequence[str], vectors: np.ndarray,
+                       status: DocStatus = "indexed") -> None:  # fmt: skip
+        tokens = [segment(t) for t in fts_texts]  # outside the write lock: jieba is the slow part
+        with self._write() as db:
+            old = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+            db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in old])
+            db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            for chunk, token_text, vector in zip(chunks, tokens, vectors, strict=True):
+                cursor = db.execute(
+                    "INSERT INTO chunks (doc_id, ordinal, text, page, heading, article, start_char, end_char, vector) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, chunk.ordinal, chunk.text, chunk.page, chunk.heading, chunk.article,
+                     chunk.start_char, chunk.end_char, np.asarray(vector, dtype=np.float32).tobytes()),
+                )  # fmt: skip
+                db.execute(
+                    "INSERT INTO chunks_fts (rowid, tokens) VALUES (?, ?)", (cursor.lastrowid, token_text)
+                )
+            db.execute(
+                "UPDATE documents SET title = ?, content_hash = ?, bytes = ?, pages = ?, chunks = ?, status = ?, "
+                "error = NULL, updated_at = ? WHERE id = ?",
+                (title, content_hash, bytes_, pages, len(chunks), status, time.time(), doc_id),
+            )
+
+    def delete_document(self, doc_id: int) -> None:
+        with self._write() as db:
+            old = [r[0] for r in db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+            db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in old])
+            db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+            if db.execute("DELETE FROM documents WHERE id = ?", (doc_id,)).rowcount == 0:
+                raise NotFoundError(f"There is no document with id {doc_id} in this knowledge base.")
+
+    # search ---------------------------------------------------------------------------------
+    def keyword_search(
+        self, query: str, limit: int, doc_ids: Sequence[int] | None = None
+    ) -> list[ScoredChunk]:
+        match = fts_query(query)
+        if not match:
+            return []
+        sql = "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f"
+        args: list[object] = [match]
+        if doc_ids is not None:
+            marks = ",".join("?" * len(doc_ids))
+            sql += f" JOIN chunks c ON c.id = f.rowid WHERE chunks_fts MATCH ? AND c.doc_id IN ({marks})"
+            args += list(doc_ids)
+        else:
+            sql += " WHERE chunks_fts MATCH ?"
+        sql += " ORDER BY s LIMIT ?"
+        rows = self._db().execute(sql, (*args, limit)).fetchall()
+        return [ScoredChunk(int(r[0]), -float(r[1])) for r in rows]  # bm25() is negative: lower is better
+
+    def _vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        generation = int(self.get_meta("generation") or 0)
+        with self._matrix_lock:
+            if self._matrix is None or self._matrix[0] != generation:
+                rows = self._db().execute("SELECT id, doc_id, vector FROM chunks ORDER BY id").fetchall()
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                docs = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+                vecs = (np.vstack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+                        if rows else np.zeros((0, 1), dtype=np.float32))  # fmt: skip
+                self._matrix = (generation, ids, docs, vecs)
+            return self._matrix[1], self._matrix[2], self._matrix[3]
+
+    def vector_search(
+        self, vector: np.ndarray, limit: int, doc_ids: Sequence[int] | None = None
+    ) -> list[ScoredChunk]:
+        ids, docs, vecs = self._vectors()
+        if len(ids) == 0:
+            return []
+        scores = vecs @ np.asarray(vector, dtype=np.float32)
+        if doc_ids is not None:
+            scores = np.where(np.isin(docs, np.asarray(list(doc_ids), dtype=np.int64)), scores, -np.inf)
+        k = min(limit, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top])]
+        return [ScoredChunk(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
+
+    def hits(self, scored: Sequence[ScoredChunk]) -> list[Hit]:
+        if not scored:
+            return []
+        marks = ",".join("?" * len(scored))
+        rows = (
+            self._db()
+            .execute(
+                "SELECT c.id, c.doc_id, d.file, c.page, c.article, c.heading, c.text FROM chunks c "
+                f"JOIN documents d ON d.id = c.doc_id WHERE c.id IN ({marks})",
+                [s.chunk_id for s in scored],
+            )
+            .fetchall()
+        )
+        by_id = {int(r[0]): r for r in rows}
+        return [
+            Hit(s.chunk_id, int(r[1]), str(r[2]), r[3], r[4], str(r[5]), s.score, str(r[6]))
+            for s in scored
+            if (r := by_id.get(s.chunk_id)) is not None
+        ]
+
+    def doc_ids_with_tags(self, tags: Sequence[str]) -> list[int]:
+        wanted = set(tags)
+        return [d.id for d in self.documents() if wanted & set(d.tags)]

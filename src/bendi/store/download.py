@@ -1,0 +1,342 @@
+"""Resumable, verified download of one file into a content-addressed blob.
+
+The partial lives in partials/<key>.part next to a JSON sidecar (URL, ETag, expected size and
+hash, bytes done). A later attempt resumes with HTTP Range when the sidecar still describes the
+same file, re-hashing the bytes already on disk (cheap next to the network and robust to crashes).
+A server that ignores Range, or a file whose ETag/size/hash changed, restarts the download cleanly.
+The hash is computed while streaming; the finished file is fsynced and renamed into blobs/
+atomically, so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from bendi.core.errors import BendiError, DiskFullError, DownloadError, IntegrityError
+from bendi.store.hosts import GuardedClient
+from bendi.store.manifest import Layout
+from bendi.store.sources import RemoteFile
+
+HASH_READ_BYTES = 8 * 1024 * 1024
+SIDECAR_EVERY_BYTES = 16 * 1024 * 1024
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class DownloadCancelled(BendiError):
+    """The user stopped the pull (Ctrl-C, client went away); the partial is kept for resuming."""
+
+    http_status = 499
+    code = "download_cancelled"
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """Bytes of one file so far; the store turns these into PullProgress for CLI and API."""
+
+    path_in_repo: str
+    done_bytes: int
+    total_bytes: int | None
+    resumed_from_bytes: int
+
+
+def disk_margin_bytes(size_bytes: int) -> int:
+    """Free space to leave beyond the file itself: 1% plus 64 MiB, so the system keeps breathing."""
+    return size_bytes // 100 + 64 * 1024 * 1024
+
+
+def check_disk_space(folder: Path, needed_bytes: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    want = needed_bytes + disk_margin_bytes(needed_bytes)
+    if free < want:
+        raise DiskFullError(
+            f"Not enough disk space for {what}: it needs {want / 1e9:.2f} GB (with margin) in {folder}, "
+            f"but only {free / 1e9:.2f} GB are free. Free some space (e.g. `bendi rm` an unused model) "
+            "or point BENDI_HOME at a bigger disk."
+        )
+
+
+class Downloader:
+    """Downloads RemoteFiles into the Layout's blobs, resuming and verifying."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        http: GuardedClient,
+        *,
+        max_attempts_without_progress: int = 5,
+        backoff_s: float = 0.5,
+    ) -> None:
+        self.layout = layout
+        self.http = http
+        self.max_attempts = max_attempts_without_progress
+        self.backoff_s = backoff_s
+
+    def fetch(
+        self,
+        remote: RemoteFile,
+        key: str,
+        *,
+        expected_sha256: str | None = None,
+        progress: Callable[[FileProgress], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[str, int, bool]:
+        """Download into a blob; returns (digest, size_bytes, verified_against_publisher)."""
+        want = expected_sha256 or remote.sha256
+        if expected_sha256 and remote.sha256 and expected_sha256 != remote.sha256:
+            raise IntegrityError(
+                f"{remote.source} publishes sha256 {remote.sha256} for {remote.path_in_repo}, but the catalog "
+                f"expects {expected_sha256}. The file changed upstream; refusing to download it."
+            )
+        if want and self.layout.blob_path(f"sha256-{want}").is_file():
+            size = self.layout.blob_path(f"sha256-{want}").stat().st_size
+            return f"sha256-{want}", size, True  # already have these bytes (another model, earlier pull)
+        part = self.layout.paths.partials / f"{key}.part"
+        sidecar = part.with_suffix(".json")
+        self._drop_stale_partials(remote.url, key)
+        for attempt in (1, 2):
+            resumed = self._prepare(part, sidecar, remote, want)
+            try:
+                digest, size = self._download(part, sidecar, remote, want, progress, cancel)
+            except IntegrityError:
+                part.unlink(missing_ok=True)
+                sidecar.unlink(missing_ok=True)
+                # A resumed partial may hold bytes a crash or reboot never flushed: retry once from zero.
+                if resumed and attempt == 1:
+                    continue
+                raise
+            return digest, size, want is not None
+        raise AssertionError("unreachable")
+
+    def _drop_stale_partials(self, url: str, key: str) -> None:
+        """A partial of an older version of this URL (other hash, other key) can never be resumed."""
+        for sidecar in self.layout.paths.partials.glob("*.json"):
+            if sidecar.stem == key:
+                continue
+            try:
+                state = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(state, dict) and state.get("url") == url:
+                sidecar.with_suffix(".part").unlink(missing_ok=True)
+                sidecar.unlink(missing_ok=True)
+
+    def _prepare(self, part: Path, sidecar: Path, remote: RemoteFile, want: str | None) -> bool:
+        """Keep the partial only if the sidecar describes the same remote file; True if resuming."""
+        try:
+            state = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            state = None
+        same = (
+            isinstance(state, dict)
+            and part.is_file()
+            and state.get("size_bytes") == remote.size_bytes
+            and state.get("sha256") == want
+            # with a published hash the content is pinned; without one, the URL and ETag must match
+            and (want is not None or (state.get("url") == remote.url and state.get("etag") == remote.etag))
+        )
+        if not same:
+            part.unlink(missing_ok=True)
+        self._write_sidecar(sidecar, remote, want, part.stat().st_size if part.is_file() else 0, None)
+        return same and part.stat().st_size > 0
+
+    def _write_sidecar(
+        self, sidecar: Path, remote: RemoteFile, want: str | None, done: int, response_etag: str | None
+    ) -> None:
+        try:
+            old = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        state = {
+            "url": remote.url,
+            "etag": remote.etag,
+            "size_bytes": remote.size_bytes,
+            "sha256": want,
+            "bytes_done": done,
+            "response_etag": response_etag or (old.get("response_etag") if isinstance(old, dict) else None),
+            "updated_s": time.time(),
+        }
+        tmp = sidecar.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, sidecar)
+
+    def _download(
+        self,
+        part: Path,
+        sidecar: Path,
+        remote: RemoteFile,
+        want: str | None,
+        progress: Callable[[FileProgress], None] | None,
+        cancel: threading.Event | None,
+    ) -> tuple[str, int]:
+        total = remote.size_bytes
+        done = part.stat().st_size if part.is_file() else 0
+        if total is not None and done > total:
+            part.unlink()
+            done = 0
+        check_disk_space(part.parent, (total or 0) - done, remote.path_in_repo)
+        state = _State(done, hashlib.sha256(), total, done)
+        if done:
+            with open(part, "rb") as existing:
+                while block := existing.read(HASH_READ_BYTES):
+                    state.hasher.update(block)
+        failures = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled(
+                    f"Download of {remote.path_in_repo} stopped; run `bendi pull` to resume."
+                )
+            before = state.done
+            try:
+                if self._attempt(part, sidecar, remote, want, state, progress, cancel):
+                    break
+            except (httpx.TransportError, DownloadError) as exc:
+                if isinstance(exc, DownloadError) and not getattr(exc, "retryable", False):
+                    raise
+                failures = 0 if state.done > before else failures + 1
+                if failures >= self.max_attempts:
+                    raise DownloadError(
+                        f"Downloading {remote.path_in_repo} keeps failing ({exc}); {state.done} bytes are kept. "
+                        "Run `bendi pull` again to resume, or try another --source."
+                    ) from exc
+                if failures:  # a link that dropped after making progress is retried at once
+                    time.sleep(min(self.backoff_s * 2 ** (failures - 1), 10.0))
+        digest = state.hasher.hexdigest()
+        if want is not None and digest != want:
+            raise IntegrityError(
+                f"{remote.path_in_repo} is corrupt: want sha256 {want}, got {digest}. The partial download was "
+                "discarded; run `bendi pull` again."
+            )
+        with open(part, "rb+") as handle:
+            os.fsync(handle.fileno())
+        blob = self.layout.blob_path(f"sha256-{digest}")
+        os.replace(part, blob)
+        sidecar.unlink(missing_ok=True)
+        return f"sha256-{digest}", blob.stat().st_size
+
+    def _attempt(
+        self,
+        part: Path,
+        sidecar: Path,
+        remote: RemoteFile,
+        want: str | None,
+        state: _State,
+        progress: Callable[[FileProgress], None] | None,
+        cancel: threading.Event | None,
+    ) -> bool:
+        """One GET, updating `state` as bytes land; True when the file is complete."""
+        if state.total is not None and state.done == state.total:
+            return True
+        headers = {"Accept-Encoding": "identity"}
+        if state.done:
+            headers["Range"] = f"bytes={state.done}-"
+        response = self.http.send("GET", remote.url, headers)
+        try:
+            status = response.status_code
+            if status >= 500 or status == 429:
+                raise _retryable(f"{remote.source} answered HTTP {status}")
+            if status == 206:
+                start, length = _content_range(response.headers.get("content-range"))
+                if start != state.done or (state.total is not None and length not in (None, state.total)):
+                    state.restart(part)
+                    raise _retryable("server answered a different range than asked; restarting")
+            elif status == 200:
+                if state.done:  # Range ignored: the body is the whole file, start over
+                    state.restart(part)
+                length = response.headers.get("content-length")
+                if state.total is None and length and length.isdigit():
+                    state.total = int(length)
+            else:
+                raise DownloadError(f"{remote.source} answered HTTP {status} for {remote.path_in_repo}.")
+            response_etag = response.headers.get("etag")
+            recorded = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+            if state.done and response_etag and recorded.get("response_etag") not in (None, response_etag):
+                state.restart(part)  # the file changed under us (new ETag)
+                self._write_sidecar(sidecar, remote, want, 0, response_etag)
+                raise _retryable("the file changed on the server (ETag); restarting")
+            self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+            since_sidecar = 0
+            with open(part, "ab", buffering=0) as out:
+                for chunk in response.iter_raw():  # as received: a dropped link loses nothing
+                    view = memoryview(chunk)
+                    while view:
+                        try:
+                            written = out.write(view)
+                        except OSError as exc:
+                            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                                self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+                                raise DiskFullError(
+                                    f"The disk is full (or a file-size limit was hit) while downloading "
+                                    f"{remote.path_in_repo}: {state.done} bytes are saved in {part}. Free some "
+                                    "space and run `bendi pull` again to resume."
+                                ) from exc
+                            raise
+                        assert written is not None
+                        state.hasher.update(view[:written])
+                        view = view[written:]
+                        state.done += written
+                        since_sidecar += written
+                    if state.total is not None and state.done > state.total:
+                        state.restart(part)
+                        raise _retryable("the server sent more bytes than the file has; restarting")
+                    if since_sidecar >= SIDECAR_EVERY_BYTES:
+                        self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+                        since_sidecar = 0
+                    if progress is not None:
+                        progress(
+                            FileProgress(remote.path_in_repo, state.done, state.total, state.resumed_from)
+                        )
+                    if cancel is not None and cancel.is_set():
+                        self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+                        raise DownloadCancelled(
+                            f"Download of {remote.path_in_repo} stopped at {state.done} bytes; "
+                            "run `bendi pull` to resume."
+                        )
+            self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+            if state.total is None:
+                state.total = state.done
+            if state.done < state.total:
+                raise _retryable(f"the connection closed after {state.done} of {state.total} bytes")
+            return True
+        finally:
+            response.close()
+
+
+@dataclass
+class _State:
+    """Where one file's download stands; mutated in place so a failed attempt loses nothing."""
+
+    done: int
+    hasher: hashlib._Hash
+    total: int | None
+    resumed_from: int
+
+    def restart(self, part: Path) -> None:
+        with open(part, "wb"):
+            pass
+        self.done, self.hasher, self.resumed_from = 0, hashlib.sha256(), 0
+
+
+def _retryable(message: str) -> DownloadError:
+    error = DownloadError(message)
+    error.retryable = True  # type: ignore[attr-defined]
+    return error
+
+
+def _content_range(raw: str | None) -> tuple[int | None, int | None]:
+    match = _CONTENT_RANGE.match(raw or "")
+    if not match:
+        return None, None
+    total = match.group(3)
+    return int(match.group(1)), (int(total) if total != "*" else None)

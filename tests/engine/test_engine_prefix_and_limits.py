@@ -1,0 +1,102 @@
+"""Prefix copy across slots, running until the context is full, and queueing past the slot count."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bendi.engines.llamacpp.engine import LlamaCppEngine
+from bendi.engines.llamacpp.model import ContextConfig
+from bendi.engines.messages import ChatMessage, GenerationRequest, SamplingParams, TextDelta
+
+SYSTEM = "You are a careful assistant for coal-mine safety officers. Answer briefly. " * 6
+
+
+@pytest.fixture()
+def two_slot_engine(smollm2_path: Path) -> Iterator[LlamaCppEngine]:
+    config = ContextConfig(context_tokens=256, sequences=2, batch_tokens=256, threads=2)
+    engine = LlamaCppEngine("smollm2:135m", smollm2_path, config)
+    yield engine
+    asyncio.run(engine.close())
+
+
+def chat(engine: LlamaCppEngine, question: str) -> str:
+    return engine.render_chat([ChatMessage("system", SYSTEM), ChatMessage("user", question)]).text
+
+
+def test_a_shared_system_prompt_is_copied_from_a_busy_slot(two_slot_engine, collect) -> None:  # type: ignore[no-untyped-def]
+    engine = two_slot_engine
+    question_b = chat(engine, "What is methane?")
+    reference, first = asyncio.run(collect(engine, question_b, max_tokens=12, temperature=0))
+    assert first.usage.cached_prompt_tokens == 0  # a fresh engine computes everything
+
+    async def scenario() -> tuple[str, int]:
+        # A takes the slot holding B's history (same system prompt), and keeps it busy.
+        busy = engine.generate(
+            GenerationRequest(chat(engine, "Why ventilate?"), SamplingParams(max_tokens=200, temperature=0))
+        )
+        async for event in busy:
+            if isinstance(event, TextDelta):
+                break
+        # B now lands on the empty slot; the system prompt's KV is copied over from A's slot.
+        text, finished = await collect(engine, question_b, max_tokens=12, temperature=0)
+        await busy.aclose()
+        return text, finished.usage.cached_prompt_tokens
+
+    text, cached = asyncio.run(scenario())
+    system_tokens = engine.count_tokens(engine.render_chat([ChatMessage("system", SYSTEM)]).text)
+    assert cached >= system_tokens - 2
+    assert text == reference  # copied KV gives exactly what computing it did
+
+
+def test_no_max_tokens_runs_until_the_context_is_full(two_slot_engine, collect) -> None:  # type: ignore[no-untyped-def]
+    prompt = chat(two_slot_engine, "Tell a long story.")
+    prompt_tokens = two_slot_engine.count_tokens(prompt)
+    _, finished = asyncio.run(collect(two_slot_engine, prompt, temperature=0, ignore_eos=True))
+    assert finished.finish_reason == "length"
+    assert finished.usage.completion_tokens == 256 - prompt_tokens
+
+
+def test_more_requests_than_slots_wait_their_turn(two_slot_engine, collect) -> None:  # type: ignore[no-untyped-def]
+    prompts = [chat(two_slot_engine, f"Name {n} safety rules.") for n in range(5)]
+
+    async def flood() -> list[str]:
+        results = await asyncio.gather(
+            *(collect(two_slot_engine, p, max_tokens=6, temperature=0, ignore_eos=True) for p in prompts)
+        )
+        return [f.finish_reason for _, f in results]
+
+    assert asyncio.run(flood()) == ["length"] * 5
+    stats = two_slot_engine.stats()
+    assert stats.active_sequences == 0 and stats.waiting_sequences == 0 and stats.slots == 2
+
+
+def test_a_long_prompt_is_prefilled_in_chunks_while_streams_keep_flowing(engine) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> int:
+        running = engine.generate(
+            GenerationRequest(
+                chat(engine, "Count slowly."), SamplingParams(max_tokens=300, temperature=0, ignore_eos=True)
+            )
+        )
+        await anext(running)
+        long_prompt = "The mine inspector wrote down every reading. " * 60  # ~540 tokens
+
+        async def first_event() -> None:
+            stream = engine.generate(GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))
+            await anext(stream)
+            await stream.aclose()
+
+        newcomer = asyncio.create_task(first_event())
+        tokens_meanwhile = 0
+        while not newcomer.done():
+            await anext(running)
+            tokens_meanwhile += 1
+        await running.aclose()
+        await newcomer
+        return tokens_meanwhile
+
+    # 64 prompt tokens per step while another stream generates: ~9 steps, a token each.
+    assert asyncio.run(scenario()) >= 5

@@ -1,0 +1,66 @@
+"""Knowledge-area fixtures: one embedding cache for the whole session (embedding is the slow part on
+CPU, and the cache is keyed by content, so sharing it changes no behaviour), and a small real
+mining-safety knowledge base built once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bendi.core.paths import DataPaths
+from bendi.knowledge.embedding import make_embedder
+from bendi.knowledge.ingest import ingest_paths
+from bendi.knowledge.library import KnowledgeBase, KnowledgeBases
+
+MINING_SUBSET = (
+    "lawrefbook/社会法/矿山安全法(2009-08-27).md",
+    "lawrefbook/行政法规/安全生产许可证条例(2014-07-29).md",
+    "lawrefbook/行政法规/生产安全事故应急条例(2019-02-17).md",
+)
+
+
+@pytest.fixture(scope="session")
+def kb_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("kb-embedding-cache")
+
+
+def make_home(root: Path, cache_dir: Path) -> Path:
+    """A BENDI_HOME whose cache/ is the session's shared embedding cache."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "cache").symlink_to(cache_dir, target_is_directory=True)
+    return root
+
+
+def knowledge_for(home: Path) -> KnowledgeBases:
+    return KnowledgeBases(DataPaths(home).ensure(), "multilingual-e5-small", lambda n: make_embedder(n, threads=2))
+
+
+@pytest.fixture()
+def kb_home(tmp_path: Path, kb_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = make_home(tmp_path / "home", kb_cache_dir)
+    monkeypatch.setenv("BENDI_HOME", str(home))
+    return home
+
+
+@pytest.fixture()
+def knowledge(kb_home: Path) -> Iterator[KnowledgeBases]:
+    kbs = knowledge_for(kb_home)
+    yield kbs
+    kbs.close()
+
+
+@pytest.fixture(scope="session")
+def mining_dir(shared_dir: Path) -> Path:
+    return shared_dir / "rag-eval-data" / "mining-safety-cn"
+
+
+@pytest.fixture(scope="session")
+def mining_kb(tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path) -> KnowledgeBase:
+    """A real knowledge base of three mining/work-safety regulations, built once."""
+    home = make_home(tmp_path_factory.mktemp("mining") / "home", kb_cache_dir)
+    kb = knowledge_for(home).create("mining")
+    outcomes = ingest_paths(kb, [mining_dir / rel for rel in MINING_SUBSET])
+    assert [o.status for o in outcomes] == ["indexed"] * len(MINING_SUBSET), outcomes
+    return kb

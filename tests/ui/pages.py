@@ -1,0 +1,46 @@
+"""Small page helpers for the UI tests: waiting on the DOM, the API calls a test makes directly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout_s: float = 30.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # the element may not exist yet
+            last_error = exc
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last_error})")
+
+
+def open_app(driver: Any, base_url: str, fragment: str = "") -> None:
+    driver.get(f"{base_url}/{fragment}")
+    wait_for(lambda: driver.execute_script("return document.body.dataset.ready === '1'"), 20, "the app to boot")
+
+
+def no_alert(driver: Any) -> bool:
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        driver.switch_to.alert
+    except NoAlertPresentException:
+        return True
+    return False
+
+
+def severe_console_errors(driver: Any, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Script errors and CSP violations; failed API calls the test expects are passed in `allowed`."""
+    return [
+        e["message"] for e in driver.get_log("browser")
+        if e["level"] == "SEVERE" and not any(a in e["message"] for a in allowed)
+    ]  # fmt: skip
