@@ -101,9 +101,15 @@ def main() -> int:
     hash_best, _ = best_and_median(hash_s)
     print(f"file: {mb:.0f} MB over loopback, best of {args.runs} (median in brackets)")
     print(f"  curl              {mb / curl_best:8.0f} MB/s  ({mb / curl_med:.0f})")
-    print(f"  bendi downloader  {mb / dl_best:8.0f} MB/s  ({mb / dl_med:.0f})   ratio to curl {curl_best / dl_best:.2f}")
-    print(f"  bendi pull        {mb / pull_best:8.0f} MB/s  ({mb / pull_med:.0f})   ratio to curl {curl_best / pull_best:.2f}")
-    print(f"  sha256 alone      {mb / hash_best:8.0f} MB/s   = {hash_best / dl_best:.0%} of the download time")
+    print(
+        f"  bendi downloader  {mb / dl_best:8.0f} MB/s  ({mb / dl_med:.0f})   ratio to curl {curl_best / dl_best:.2f}"
+    )
+    print(
+        f"  bendi pull        {mb / pull_best:8.0f} MB/s  ({mb / pull_med:.0f})   ratio to curl {curl_best / pull_best:.2f}"
+    )
+    print(
+        f"  sha256 alone      {mb / hash_best:8.0f} MB/s   = {hash_best / dl_best:.0%} of the download time"
+    )
     return 0
 
 

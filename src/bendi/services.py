@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bendi.conversations import ConversationStore
     from bendi.engines.pool import EnginePool
     from bendi.knowledge.library import KnowledgeBases
+    from bendi.store.store import Store
 
 
 @dataclass
@@ -35,6 +36,13 @@ class Services:
         pool = EnginePool(self.settings, self.paths)
         self._closers.append(pool)
         return pool
+
+    @cached_property
+    def store(self) -> Store:
+        """The model store (pull, import, list, show, remove); the Ollama/pull APIs call it too."""
+        from bendi.store.store import Store
+
+        return Store(self.settings, self.paths)
 
     @cached_property
     def conversations(self) -> ConversationStore:

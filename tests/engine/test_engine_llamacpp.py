@@ -99,15 +99,29 @@ def test_prompt_longer_than_context_is_refused_before_generating(engine) -> None
     assert info.value.prompt_tokens > 1024
 
 
-def test_eight_concurrent_greedy_streams_equal_a_lone_run(engine, collect) -> None:  # type: ignore[no-untyped-def]
+def test_eight_concurrent_streams_each_equal_a_lone_run(engine, collect) -> None:  # type: ignore[no-untyped-def]
     prompts = [prompt_for(engine, [ChatMessage("user", f"Count to {i} please.")]) for i in range(8)]
-    alone = [asyncio.run(collect(engine, p, max_tokens=16, temperature=0))[0] for p in prompts]
+    # Each request keeps its own parameters inside the shared batch.
+    params: list[dict[str, object]] = [dict(max_tokens=16, temperature=0) for _ in prompts]
+    params[1] = dict(max_tokens=5, temperature=0)
+    params[2] = dict(max_tokens=16, temperature=1.0, seed=42, top_k=0, top_p=1.0, min_p=0.0)
+    params[3] = dict(max_tokens=16, temperature=0, repeat_penalty=1.3)
+    alone = [asyncio.run(collect(engine, p, **kw)) for p, kw in zip(prompts, params, strict=True)]
+    params[4] = dict(max_tokens=16, temperature=0, stop=(alone[4][0][6:9],))
 
-    async def together() -> list[str]:
-        results = await asyncio.gather(*(collect(engine, p, max_tokens=16, temperature=0) for p in prompts))
-        return [text for text, _ in results]
+    async def together() -> list[tuple[str, str]]:
+        results = await asyncio.gather(
+            *(collect(engine, p, **kw) for p, kw in zip(prompts, params, strict=True))
+        )
+        return [(text, finished.finish_reason) for text, finished in results]
 
-    assert asyncio.run(together()) == alone
+    results = asyncio.run(together())
+    for i, (text, reason) in enumerate(results):
+        if i == 4:  # cut before its stop string, which never shows
+            assert reason == "stop" and alone[4][0].startswith(text) and params[4]["stop"][0] not in text  # type: ignore[index]
+        else:
+            assert (text, reason) == (alone[i][0], alone[i][1].finish_reason), f"stream {i} differs"
+    assert results[1][1] == "length"
     assert engine.stats().decode_steps > 0
 
 

@@ -27,21 +27,18 @@ def chat(engine: LlamaCppEngine, question: str) -> str:
     return engine.render_chat([ChatMessage("system", SYSTEM), ChatMessage("user", question)]).text
 
 
-def test_a_shared_system_prompt_is_copied_from_a_busy_slot(two_slot_engine, collect) -> None:  # type: ignore[no-untyped-def]
+def test_a_shared_system_prompt_is_copied_from_a_busy_slot(
+    two_slot_engine: LlamaCppEngine, smollm2_path: Path, collect
+) -> None:  # type: ignore[no-untyped-def]
     engine = two_slot_engine
     question_b = chat(engine, "What is methane?")
-    reference, first = asyncio.run(collect(engine, question_b, max_tokens=12, temperature=0))
-    assert first.usage.cached_prompt_tokens == 0  # a fresh engine computes everything
 
     async def scenario() -> tuple[str, int]:
-        # A takes the slot holding B's history (same system prompt), and keeps it busy.
-        busy = engine.generate(
+        busy = engine.generate(  # A keeps slot 0 busy with the system prompt in its cells
             GenerationRequest(chat(engine, "Why ventilate?"), SamplingParams(max_tokens=200, temperature=0))
         )
-        async for event in busy:
-            if isinstance(event, TextDelta):
-                break
-        # B now lands on the empty slot; the system prompt's KV is copied over from A's slot.
+        await anext(busy)
+        # B lands on the empty slot; the system prompt's KV is copied over from A's stream.
         text, finished = await collect(engine, question_b, max_tokens=12, temperature=0)
         await busy.aclose()
         return text, finished.usage.cached_prompt_tokens
@@ -49,7 +46,28 @@ def test_a_shared_system_prompt_is_copied_from_a_busy_slot(two_slot_engine, coll
     text, cached = asyncio.run(scenario())
     system_tokens = engine.count_tokens(engine.render_chat([ChatMessage("system", SYSTEM)]).text)
     assert cached >= system_tokens - 2
-    assert text == reference  # copied KV gives exactly what computing it did
+
+    fresh = LlamaCppEngine("smollm2:135m", smollm2_path, ContextConfig(256, 2, 256, 2))
+    try:
+        reference, first = asyncio.run(collect(fresh, question_b, max_tokens=12, temperature=0))
+    finally:
+        asyncio.run(fresh.close())
+    assert first.usage.cached_prompt_tokens == 0
+    assert text == reference  # copied KV gives exactly what computing it does
+
+
+def test_an_unrelated_request_does_not_evict_a_conversation(two_slot_engine, collect) -> None:  # type: ignore[no-untyped-def]
+    engine = two_slot_engine
+    history = [ChatMessage("system", SYSTEM), ChatMessage("user", "Hi.")]
+    answer, first = asyncio.run(
+        collect(engine, engine.render_chat(history).text, max_tokens=8, temperature=0)
+    )
+    # Same system prompt, other user: it takes the empty slot and copies the shared prefix.
+    _, other = asyncio.run(collect(engine, chat(engine, "Unrelated question."), max_tokens=4, temperature=0))
+    assert other.usage.cached_prompt_tokens > 32
+    history += [ChatMessage("assistant", answer), ChatMessage("user", "And gas?")]
+    _, second = asyncio.run(collect(engine, engine.render_chat(history).text, max_tokens=4, temperature=0))
+    assert second.usage.cached_prompt_tokens >= first.usage.prompt_tokens
 
 
 def test_no_max_tokens_runs_until_the_context_is_full(two_slot_engine, collect) -> None:  # type: ignore[no-untyped-def]

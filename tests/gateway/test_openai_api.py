@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -160,3 +161,60 @@ def scrape(base_url: str) -> dict[str, float]:
             name = line.split("{", 1)[0]
             values[name] = float(line.rsplit(" ", 1)[1])
     return values
+
+
+def test_penalties_change_a_greedy_answer(client: OpenAI) -> None:
+    kwargs = dict(model=MODEL, messages=[{"role": "user", "content": "List ten fruits."}], max_tokens=40,
+                  temperature=0)  # fmt: skip
+    plain = client.chat.completions.create(**kwargs).choices[0].message.content  # type: ignore[call-overload]
+    penalised = client.chat.completions.create(presence_penalty=1.5, frequency_penalty=1.5, **kwargs)  # type: ignore[call-overload]
+    assert penalised.choices[0].message.content
+    assert penalised.choices[0].message.content != plain
+
+
+def test_max_completion_tokens_stop_as_a_string_and_unknown_fields(client: OpenAI) -> None:
+    response = client.chat.completions.create(
+        model=MODEL, messages=HELLO, max_completion_tokens=3, temperature=0,
+        extra_body={"logit_bias": {}, "parallel_tool_calls": False, "some_future_field": {"x": 1}},
+    )  # fmt: skip
+    assert response.usage is not None and response.usage.completion_tokens == 3
+    free = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=20, temperature=0)
+    text = free.choices[0].message.content or ""
+    stop = text.split()[1]
+    stopped = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=20, temperature=0, stop=stop)
+    assert stopped.choices[0].finish_reason == "stop"
+    assert stopped.choices[0].message.content == text[: text.index(stop)]
+
+
+def test_streamed_completions_report_usage_and_end_with_done(bendi_server) -> None:  # type: ignore[no-untyped-def]
+    body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    lines = [
+        line
+        for line in httpx.post(bendi_server.base_url + "/v1/completions", json=body, timeout=30).text.splitlines()
+        if line
+    ]
+    assert lines[-1] == "data: [DONE]"
+    usage = json.loads(lines[-2].removeprefix("data: "))["usage"]
+    assert usage["completion_tokens"] == 5
+    assert json.loads(lines[-3].removeprefix("data: "))["choices"][0]["finish_reason"] == "length"
+
+
+def test_langchain_chat_openai_invoke_and_stream(bendi_server) -> None:  # type: ignore[no-untyped-def]
+    langchain_openai = pytest.importorskip("langchain_openai")
+    llm = langchain_openai.ChatOpenAI(base_url=bendi_server.base_url + "/v1", api_key="unused", model=MODEL,
+                                      max_tokens=6, temperature=0, max_retries=0)  # fmt: skip
+    answer = llm.invoke("Say hello.")
+    assert isinstance(answer.content, str) and answer.content
+    streamed = "".join(str(part.content) for part in llm.stream("Say hello."))
+    assert streamed == answer.content
+
+
+def test_abandoned_non_stream_request_stops_its_generation(bendi_server) -> None:  # type: ignore[no-untyped-def]
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 2000, "temperature": 0.7}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(bendi_server.base_url + "/v1/chat/completions", json=body, timeout=1.0)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and scrape(bendi_server.base_url)["bendi_active_sequences"] != 0:
+        time.sleep(0.1)
+    assert scrape(bendi_server.base_url)["bendi_active_sequences"] == 0

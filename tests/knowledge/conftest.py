@@ -8,33 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kb_testing import MINING_SUBSET, knowledge_for, make_home
 
-from bendi.core.paths import DataPaths
-from bendi.knowledge.embedding import make_embedder
 from bendi.knowledge.ingest import ingest_paths
 from bendi.knowledge.library import KnowledgeBase, KnowledgeBases
-
-MINING_SUBSET = (
-    "lawrefbook/社会法/矿山安全法(2009-08-27).md",
-    "lawrefbook/行政法规/安全生产许可证条例(2014-07-29).md",
-    "lawrefbook/行政法规/生产安全事故应急条例(2019-02-17).md",
-)
 
 
 @pytest.fixture(scope="session")
 def kb_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("kb-embedding-cache")
-
-
-def make_home(root: Path, cache_dir: Path) -> Path:
-    """A BENDI_HOME whose cache/ is the session's shared embedding cache."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "cache").symlink_to(cache_dir, target_is_directory=True)
-    return root
-
-
-def knowledge_for(home: Path) -> KnowledgeBases:
-    return KnowledgeBases(DataPaths(home).ensure(), "multilingual-e5-small", lambda n: make_embedder(n, threads=2))
 
 
 @pytest.fixture()
@@ -57,7 +39,9 @@ def mining_dir(shared_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mining_kb(tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path) -> KnowledgeBase:
+def mining_kb(
+    tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path
+) -> KnowledgeBase:
     """A real knowledge base of three mining/work-safety regulations, built once."""
     home = make_home(tmp_path_factory.mktemp("mining") / "home", kb_cache_dir)
     kb = knowledge_for(home).create("mining")

@@ -41,7 +41,9 @@ def _check_consistent(db_path: Path, expected: dict[str, int], *, complete: bool
         fts_rows = db.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
         assert chunk_rows == fts_rows  # no chunk without its keyword row, or the reverse
         assert db.execute("SELECT count(*) FROM chunks WHERE length(vector) != 384 * 4").fetchone()[0] == 0
-        dupes = db.execute("SELECT count(*) FROM (SELECT doc_id, ordinal FROM chunks GROUP BY 1, 2 HAVING count(*) > 1)")
+        dupes = db.execute(
+            "SELECT count(*) FROM (SELECT doc_id, ordinal FROM chunks GROUP BY 1, 2 HAVING count(*) > 1)"
+        )
         assert dupes.fetchone()[0] == 0
         files = db.execute("SELECT file, status, chunks, (SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) "
                            "FROM documents d").fetchall()  # fmt: skip

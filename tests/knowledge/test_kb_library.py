@@ -59,14 +59,19 @@ def test_cli_search_json_contract(mining_kb: KnowledgeBase) -> None:
 def test_readd_unchanged_is_skipped_and_changed_replaces(knowledge: KnowledgeBases, tmp_path: Path) -> None:
     kb = knowledge.create("rules")
     doc = tmp_path / "规定.md"
-    doc.write_text("# 通风规定\n\n第一条 矿井必须采用机械通风。\n\n第二条 主要通风机必须安装在地面。\n", encoding="utf-8")
+    doc.write_text(
+        "# 通风规定\n\n第一条 矿井必须采用机械通风。\n\n第二条 主要通风机必须安装在地面。\n", encoding="utf-8"
+    )
     first = ingest_paths(kb, [doc])
     assert [(o.status, o.chunks) for o in first] == [("indexed", 2)]
     computed = kb.embedder.computed  # type: ignore[attr-defined]
     again = ingest_paths(kb, [doc])
     assert [o.status for o in again] == ["unchanged"]
     assert kb.embedder.computed == computed  # type: ignore[attr-defined]  # nothing re-embedded
-    doc.write_text("# 通风规定\n\n第一条 矿井必须采用机械通风。\n\n第三条 新增条文：风门必须能自动关闭。\n", encoding="utf-8")
+    doc.write_text(
+        "# 通风规定\n\n第一条 矿井必须采用机械通风。\n\n第三条 新增条文：风门必须能自动关闭。\n",
+        encoding="utf-8",
+    )
     changed = ingest_paths(kb, [doc])
     assert [(o.status, o.chunks) for o in changed] == [("indexed", 2)]
     assert kb.embedder.computed == computed + 1  # type: ignore[attr-defined]  # only the new article
@@ -75,10 +80,12 @@ def test_readd_unchanged_is_skipped_and_changed_replaces(knowledge: KnowledgeBas
     assert any("风门" in t for t in texts) and not any("地面" in t for t in texts)
 
 
-def test_folder_with_broken_ocr_and_hostile_names(knowledge: KnowledgeBases, tmp_path: Path, shared_dir: Path) -> None:
+def test_folder_with_broken_ocr_and_hostile_names(
+    knowledge: KnowledgeBases, tmp_path: Path, shared_dir: Path
+) -> None:
     folder = tmp_path / "library"
     (folder / "子目录 with space").mkdir(parents=True)
-    hostile = ["a'; DROP TABLE chunks;--.md", "名称 \"quoted\" $(rm -rf x).txt", "子目录 with space/-rf.md"]
+    hostile = ["a'; DROP TABLE chunks;--.md", '名称 "quoted" $(rm -rf x).txt', "子目录 with space/-rf.md"]
     for i, name in enumerate(hostile):
         (folder / name).write_text(f"第{'一二三'[i]}条 瓦斯检查员必须持证上岗，编号{i}。\n", encoding="utf-8")
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4\n" + b"\x00\xff" * 100)
@@ -114,7 +121,9 @@ def engine(smollm2_path: Path):  # type: ignore[no-untyped-def]
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
 
-    engine = LlamaCppEngine("smollm2", smollm2_path, ContextConfig(context_tokens=2048, sequences=1, batch_tokens=512, threads=2))
+    engine = LlamaCppEngine(
+        "smollm2", smollm2_path, ContextConfig(context_tokens=2048, sequences=1, batch_tokens=512, threads=2)
+    )
     yield engine
     asyncio.run(engine.close())
 
@@ -129,7 +138,10 @@ def test_answer_cites_the_right_sources(mining_kb: KnowledgeBase, engine) -> Non
 
 
 def test_unrelated_question_is_refused_without_calling_the_model(mining_kb: KnowledgeBase, engine) -> None:  # type: ignore[no-untyped-def]
-    for question, refusal in (("巴黎埃菲尔铁塔有多高？", "不知道"), ("How do I bake sourdough bread?", "don't know")):
+    for question, refusal in (
+        ("巴黎埃菲尔铁塔有多高？", "不知道"),
+        ("How do I bake sourdough bread?", "don't know"),
+    ):
         result = asyncio.run(answer(mining_kb, question, engine))
         assert result.refused and refusal in result.answer
         assert result.citations == () and result.usage.completion_tokens == 0

@@ -65,7 +65,9 @@ def test_legacy_doc_matches_its_docx_twin(fixtures: Path) -> None:
     assert 0.8 < len(legacy) / len(modern) < 1.3
 
 
-def test_legacy_doc_without_converter_says_what_to_install(fixtures: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_legacy_doc_without_converter_says_what_to_install(
+    fixtures: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     path = fixtures / "langchain-chatchat" / "核电厂定期安全审查指南 第1部分：通用要求（征求意见稿）.doc"
     with pytest.raises(DocumentError, match="antiword"):
@@ -80,7 +82,11 @@ def test_text_encodings_are_detected(tmp_path: Path, encoding: str) -> None:
     path = tmp_path / f"rules-{encoding}.txt"
     path.write_bytes(ARTICLES.encode(encoding))
     doc = parse_document(path)
-    assert [b.text for b in doc.blocks] == ["第一章 总则", "第一条 为了保障煤矿安全生产，制定本条例。", "第二条 煤矿企业应当遵守本条例。"]
+    assert [b.text for b in doc.blocks] == [
+        "第一章 总则",
+        "第一条 为了保障煤矿安全生产，制定本条例。",
+        "第二条 煤矿企业应当遵守本条例。",
+    ]
     chunks = chunk_blocks(doc.blocks)
     assert [c.article for c in chunks] == ["第一条", "第二条"]
     assert chunks[0].heading == "第一章 总则"
@@ -88,7 +94,9 @@ def test_text_encodings_are_detected(tmp_path: Path, encoding: str) -> None:
 
 def test_markdown_html_csv_xlsx(tmp_path: Path) -> None:
     md = tmp_path / "a.md"
-    md.write_text("# 规程\n\n<!-- INFO END -->\n\n## 第二章 通风\n\n第十条 矿井必须有通风系统。\n", encoding="utf-8")
+    md.write_text(
+        "# 规程\n\n<!-- INFO END -->\n\n## 第二章 通风\n\n第十条 矿井必须有通风系统。\n", encoding="utf-8"
+    )
     chunk = chunk_blocks(parse_document(md).blocks)[0]
     assert chunk.article == "第十条" and chunk.heading == "规程 > 第二章 通风"
 

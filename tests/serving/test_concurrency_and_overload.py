@@ -77,9 +77,10 @@ def test_per_client_quota_is_429_in_each_api_dialect(bendi_server_factory) -> No
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
             body = chat_body("long", 300, stream=True, ignore_eos=True)
             async with client.stream("POST", URL, json=body) as running:
-                async for line in running.aiter_lines():
-                    if line.startswith("data: {"):
-                        break  # the first request holds this client's only slot now
+                # Keep the line iterator referenced: a collected one closes the connection (a disconnect).
+                lines = running.aiter_lines()
+                while not (await anext(lines)).startswith("data: {"):
+                    pass  # once a chunk arrived, this request holds the client's only slot
                 openai = await client.post(URL, json=chat_body("second", 4))
                 ollama = await client.post("/api/chat", json={"model": MODEL, "stream": False,
                                                               "messages": [{"role": "user", "content": "x"}]})  # fmt: skip
@@ -97,18 +98,40 @@ def test_per_client_quota_is_429_in_each_api_dialect(bendi_server_factory) -> No
 def test_a_reader_that_stops_reading_is_dropped(bendi_server_factory) -> None:  # type: ignore[no-untyped-def]
     import socket
 
-    server = bendi_server_factory(env={"BENDI_STALLED_READER_TIMEOUT_S": "1", "BENDI_PARALLEL_SEQUENCES": "1"},
-                                  args=("--model", MODEL))  # fmt: skip
+    env = {
+        "BENDI_STALLED_READER_TIMEOUT_S": "1",
+        "BENDI_PARALLEL_SEQUENCES": "1",
+        "BENDI_MAX_QUEUE_WAIT_S": "90",
+    }
+    server = bendi_server_factory(env=env, args=("--model", MODEL))
     body = httpx.Request(
-        "POST", server.base_url + URL, json=chat_body("x" * 50, 4000, stream=True, ignore_eos=True)
+        "POST", server.base_url + URL, json=chat_body("x" * 50, 6000, stream=True, ignore_eos=True)
     )
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small TCP window
+    sock.connect(("127.0.0.1", server.port))
     head = f"POST {URL} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body.content)}\r\n\r\n"
     sock.sendall(head.encode() + body.content)  # ... and never read the answer
     try:
-        # With one slot, a second request only runs once the stalled reader has been dropped.
-        response = httpx.post(server.base_url + URL, json=chat_body("after", 4), timeout=60)
+        # With one slot, a second request only runs once the stalled reader has been dropped
+        # (6,000 tokens would hold the slot for minutes otherwise).
+        response = httpx.post(server.base_url + URL, json=chat_body("after", 4), timeout=120)
         assert response.status_code == 200
+        assert "dropped a client that stopped reading" in server.log_path.read_text()
     finally:
         sock.close()
+
+
+def test_a_client_that_disconnects_frees_its_slot_at_once(bendi_server_factory) -> None:  # type: ignore[no-untyped-def]
+    server = bendi_server_factory(env={"BENDI_PARALLEL_SEQUENCES": "1", "BENDI_MAX_QUEUE_WAIT_S": "20"},
+                                  args=("--model", MODEL))  # fmt: skip
+    long_body = chat_body("x", 3000, stream=True, ignore_eos=True)  # minutes of work if never cancelled
+    with httpx.stream("POST", server.base_url + URL, json=long_body, timeout=60) as response:
+        lines = response.iter_lines()
+        while not next(lines).startswith("data: {"):
+            pass
+    # The connection is closed: the generation must stop and hand the only slot to the next request.
+    after = httpx.post(server.base_url + URL, json=chat_body("after", 4), timeout=60)
+    assert after.status_code == 200
+    metrics = httpx.get(server.base_url + "/metrics").text
+    assert 'bendi_active_sequences{model="smollm2:135m"} 0' in metrics

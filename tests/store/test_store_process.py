@@ -91,7 +91,7 @@ def test_too_little_free_space_is_refused_before_downloading(hub, hub_settings, 
     hub.state.add(REPO, FILE, source)
     real = shutil.disk_usage
     monkeypatch.setattr(
-        "bendi.store.download.shutil.disk_usage", lambda p: real(p)._replace(free=10_000_000)
+        "bendi.store.partial.shutil.disk_usage", lambda p: real(p)._replace(free=10_000_000)
     )  # a disk with 10 MB free: the file fits, the safety margin does not
     with pytest.raises(DiskFullError, match="Not enough disk space"):
         Store(hub_settings).pull(REF)
@@ -118,6 +118,7 @@ def test_real_model_served_by_the_hub_is_pulled_listed_shown_and_chatted_with(hu
     info = json.loads(shown.stdout)
     assert info["architecture"] == "llama" and info["context_length"] == 8192
     assert info["license"] == "apache-2.0" and "im_start" in info["chat_template"]
+    assert info["fit"].startswith(("yes:", "no:"))  # the advisor's verdict for this machine
 
     ran = subprocess.run(
         [BENDI, "run", "smollm2-135m-instruct-q4_1", "--prompt", "What is the capital of France?",

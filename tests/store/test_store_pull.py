@@ -15,6 +15,7 @@ from bendi.core.errors import DownloadError, IntegrityError
 from bendi.core.settings import Settings
 from bendi.store.download import DownloadCancelled
 from bendi.store.hosts import DisallowedHostError
+from bendi.store.partial import DownloadInProgressError
 from bendi.store.resolve import resolve_model
 from bendi.store.sources import RemoteNotFoundError
 from bendi.store.store import PullProgress, Store
@@ -185,3 +186,30 @@ def test_split_gguf_is_pulled_as_one_model(hub_settings, hub, tmp_path):
         link = installed.path.parent / name
         assert _sha(link) == _sha(tmp_path / "split" / name)
     assert installed.manifest.gguf["parameter_count"] == 3 * 100_000
+
+
+def test_a_second_pull_of_the_same_file_while_one_runs_is_refused(hub_settings, hub, tiny):
+    hub.state.throttle_bytes_per_s = 2_000_000
+    cancel, started = threading.Event(), threading.Event()
+    outcome: list[BaseException] = []
+
+    def first() -> None:
+        def progress(p: PullProgress) -> None:
+            if p.status == "downloading":
+                started.set()
+
+        try:
+            _store(hub_settings).pull(REF, progress=progress, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001  (handed to the main thread)
+            outcome.append(exc)
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    try:
+        assert started.wait(30)
+        with pytest.raises(DownloadInProgressError, match="Another bendi process"):
+            _store(hub_settings).pull(REF)
+    finally:
+        cancel.set()
+        runner.join(30)
+    assert outcome and isinstance(outcome[0], DownloadCancelled)

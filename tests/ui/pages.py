@@ -25,14 +25,16 @@ def wait_for(condition: Callable[[], T], timeout_s: float = 30.0, what: str = "c
 
 def open_app(driver: Any, base_url: str, fragment: str = "") -> None:
     driver.get(f"{base_url}/{fragment}")
-    wait_for(lambda: driver.execute_script("return document.body.dataset.ready === '1'"), 20, "the app to boot")
+    wait_for(
+        lambda: driver.execute_script("return document.body.dataset.ready === '1'"), 20, "the app to boot"
+    )
 
 
 def no_alert(driver: Any) -> bool:
     from selenium.common.exceptions import NoAlertPresentException
 
     try:
-        driver.switch_to.alert
+        _ = driver.switch_to.alert
     except NoAlertPresentException:
         return True
     return False

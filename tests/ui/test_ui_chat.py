@@ -22,7 +22,9 @@ def _conversations(base_url: str) -> list[dict[str, Any]]:
     return data
 
 
-def test_send_message_streams_answer_and_keeps_conversation(ui_server: Any, browser: Any, artifacts: Path) -> None:
+def test_send_message_streams_answer_and_keeps_conversation(
+    ui_server: Any, browser: Any, artifacts: Path
+) -> None:
     open_app(browser, ui_server.base_url)
     picker = wait_for(lambda: browser.find_element(By.ID, "model-picker"), what="model picker")
     wait_for(lambda: "smollm2:135m" in picker.text, what="the installed model in the picker")
@@ -30,9 +32,15 @@ def test_send_message_streams_answer_and_keeps_conversation(ui_server: Any, brow
     box.send_keys("Write one short sentence about the sea. " + XSS)
     box.send_keys(Keys.ENTER)
     # While the answer streams the send button becomes a stop button.
-    wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, "#stop, .msg.assistant:not(.streaming) .md"), 30, "streaming")
+    wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, "#stop, .msg.assistant:not(.streaming) .md"),
+        30,
+        "streaming",
+    )
     answer = wait_for(
-        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .bubble .md"), 90, "the answer"
+        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .bubble .md"),
+        90,
+        "the answer",
     )
     assert answer.text.strip(), "the streamed answer is empty"
     # The XSS payload in the user's message is shown as text, not run and not turned into elements.
@@ -57,11 +65,19 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
     box = wait_for(lambda: browser.find_element(By.ID, "chat-input"))
     box.send_keys("Tell me a very long story about a dragon, with many chapters.")
     box.send_keys(Keys.ENTER)
-    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant.streaming .md").text.strip(), 60, "first tokens")
+    wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant.streaming .md").text.strip(),
+        60,
+        "first tokens",
+    )
     browser.find_element(By.ID, "stop").click()
-    stopped = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming)"), 20, "stop")
+    stopped = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming)"), 20, "stop"
+    )
     assert "已停止" in stopped.text
-    conv_id = wait_for(lambda: browser.execute_script("return location.hash.split('/')[2]"), what="conversation in URL")
+    conv_id = wait_for(
+        lambda: browser.execute_script("return location.hash.split('/')[2]"), what="conversation in URL"
+    )
     stored = wait_for(lambda: httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()
                       if len(httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["messages"]) == 2
                       else None, what="the stopped answer to be saved")  # fmt: skip
@@ -74,16 +90,24 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
     browser.find_element(By.CSS_SELECTOR, ".edit-box .primary").click()
 
     def resent() -> list[dict[str, Any]] | None:
-        messages: list[dict[str, Any]] = httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["messages"]
+        messages: list[dict[str, Any]] = httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()[
+            "messages"
+        ]
         return messages if len(messages) == 2 and messages[0]["content"] == "Say hi." else None
 
     after = wait_for(resent, 90, "the new answer to be saved")
-    wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f".msg.assistant[data-id='{after[1]['id']}']"), 10, "it shown")
+    wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, f".msg.assistant[data-id='{after[1]['id']}']"),
+        10,
+        "it shown",
+    )
     # Regenerate: the last answer is replaced by a fresh one.
     browser.find_element(By.CSS_SELECTOR, f".msg.assistant[data-id='{after[1]['id']}'] .regenerate").click()
 
     def regenerated() -> list[dict[str, Any]] | None:
-        messages: list[dict[str, Any]] = httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["messages"]
+        messages: list[dict[str, Any]] = httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()[
+            "messages"
+        ]
         return messages if len(messages) == 2 and messages[1]["id"] != after[1]["id"] else None
 
     again = wait_for(regenerated, 90, "the regenerated answer")
@@ -95,7 +119,10 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
 def test_conversation_search_rename_delete(ui_server: Any, browser: Any) -> None:
     base = ui_server.base_url
     mine = httpx.post(base + "/v1/conversations", json={"title": "煤矿通风问题"}).json()
-    httpx.post(f"{base}/v1/conversations/{mine['id']}/messages", json={"role": "user", "content": "瓦斯浓度超限怎么办"})
+    httpx.post(
+        f"{base}/v1/conversations/{mine['id']}/messages",
+        json={"role": "user", "content": "瓦斯浓度超限怎么办"},
+    )
     open_app(browser, base)
     search = browser.find_element(By.ID, "conv-search")
     search.send_keys("瓦斯")
@@ -107,15 +134,25 @@ def test_conversation_search_rename_delete(ui_server: Any, browser: Any) -> None
     field = browser.find_element(By.CSS_SELECTOR, ".rename-input")
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys("通风 & <b>安全</b>", Keys.ENTER)
-    wait_for(lambda: httpx.get(f"{base}/v1/conversations/{mine['id']}").json()["title"] == "通风 & <b>安全</b>", 10, "rename")
+    wait_for(
+        lambda: httpx.get(f"{base}/v1/conversations/{mine['id']}").json()["title"] == "通风 & <b>安全</b>",
+        10,
+        "rename",
+    )
     search.clear()
     search.send_keys("通风")
-    renamed = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .title"), 10)
+    renamed = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .title"), 10
+    )
     wait_for(lambda: renamed.text == "通风 & <b>安全</b>", 10, "the new title shown as text")
     browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .delete").click()
     browser.switch_to.alert.accept()
     wait_for(lambda: httpx.get(f"{base}/v1/conversations/{mine['id']}").status_code == 404, 10, "delete")
-    wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}']"), 10, "gone from list")
+    wait_for(
+        lambda: not browser.find_elements(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}']"),
+        10,
+        "gone from list",
+    )
 
 
 def test_language_switch_and_settings_snippets(ui_server: Any, browser_factory: Any) -> None:
@@ -132,3 +169,20 @@ def test_language_switch_and_settings_snippets(ui_server: Any, browser_factory: 
     assert english.find_element(By.CSS_SELECTOR, ".main-nav a[data-view='models']").text == "模型"
     open_app(english, ui_server.base_url)
     assert english.find_element(By.ID, "send").text == "发送"  # the choice is remembered
+
+
+def test_phone_layout_hides_sidebar_behind_menu(ui_server: Any, browser_factory: Any, artifacts: Path) -> None:
+    phone = browser_factory("zh-CN")
+    phone.set_window_size(390, 844)
+    open_app(phone, ui_server.base_url, "#/settings")
+    phone.save_screenshot(str(artifacts / "ui-settings-phone.png"))
+    sidebar = phone.find_element(By.ID, "sidebar")
+    assert sidebar.rect["x"] + sidebar.rect["width"] <= 0  # off screen until the menu opens it
+    phone.find_element(By.ID, "sidebar-open").click()
+    wait_for(lambda: phone.find_element(By.ID, "sidebar").rect["x"] >= 0, 5, "the sidebar to slide in")
+    phone.find_element(By.CSS_SELECTOR, ".main-nav a[data-view='chat']").click()
+    wait_for(lambda: phone.find_element(By.ID, "chat-input").is_displayed(), 5, "the chat screen")
+    assert phone.find_element(By.ID, "chat-input").rect["width"] > 250
+    wait_for(lambda: phone.find_element(By.ID, "sidebar").rect["x"] + phone.find_element(By.ID, "sidebar").rect["width"] <= 0, 5,
+             "the sidebar to slide away")  # fmt: skip
+    phone.save_screenshot(str(artifacts / "ui-chat-phone.png"))

@@ -29,7 +29,9 @@ def test_upload_docx_and_chat_with_citations(ui_server: Any, browser: Any, share
     name_box = wait_for(lambda: browser.find_element(By.ID, "kb-new-name"), what="the create form")
     name_box.send_keys("coal-safety")
     browser.find_element(By.ID, "kb-create").click()
-    wait_for(lambda: "coal-safety" in browser.find_element(By.ID, "kb-detail").text, 15, "the new knowledge base")
+    wait_for(
+        lambda: "coal-safety" in browser.find_element(By.ID, "kb-detail").text, 15, "the new knowledge base"
+    )
     # A real Chinese DOCX, and a Markdown file whose name is an XSS payload.
     hostile = tmp_path / XSS_NAME
     hostile.write_text("# 通风\n\n第一条 矿井必须有完整的独立通风系统。\n", encoding="utf-8")
@@ -53,15 +55,25 @@ def test_upload_docx_and_chat_with_citations(ui_server: Any, browser: Any, share
     browser.save_screenshot(str(artifacts / "ui-knowledge.png"))
 
     browser.find_element(By.ID, "kb-chat").click()
-    wait_for(lambda: browser.find_element(By.ID, "kb-picker").get_attribute("value") == "coal-safety", 10, "KB chosen")
+    wait_for(
+        lambda: browser.find_element(By.ID, "kb-picker").get_attribute("value") == "coal-safety",
+        10,
+        "KB chosen",
+    )
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("进风通风系统的安全技术措施有哪些？")
     box.send_keys(Keys.ENTER)
-    chips = wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .citations .chip"), 120, "citations")
+    chips = wait_for(
+        lambda: browser.find_elements(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .citations .chip"),
+        120,
+        "citations",
+    )
     assert any(DOCX.name in chip.text for chip in chips)
     chip = next(c for c in chips if DOCX.name in c.text)
     chip.click()
-    dialog = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".overlay .dialog"), 10, "the passage viewer")
+    dialog = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".overlay .dialog"), 10, "the passage viewer"
+    )
     assert DOCX.name in dialog.text
     passage = dialog.find_element(By.CSS_SELECTOR, ".passage").text
     assert "通风" in passage or "进风" in passage

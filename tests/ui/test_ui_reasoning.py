@@ -22,7 +22,15 @@ import uvicorn
 from pages import no_alert, open_app, wait_for
 
 from bendi.core.settings import load_settings
-from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt, TextDelta, Usage
+from bendi.engines.messages import (
+    ChatMessage,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    RenderedPrompt,
+    TextDelta,
+    Usage,
+)
 from bendi.engines.pool import EnginePool, FitVerdict
 from bendi.engines.protocol import EngineInfo
 from bendi.gateway.app import create_app
@@ -47,8 +55,12 @@ class ReplayEngine:
     def info(self) -> EngineInfo:
         return self._info
 
-    def render_chat(self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True) -> RenderedPrompt:
-        return RenderedPrompt("<｜User｜>" + messages[-1].content + "<｜Assistant｜><think>\n", opens_reasoning=True)
+    def render_chat(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+    ) -> RenderedPrompt:
+        return RenderedPrompt(
+            "<｜User｜>" + messages[-1].content + "<｜Assistant｜><think>\n", opens_reasoning=True
+        )
 
     def count_tokens(self, text: str, *, parse_special: bool = True) -> int:
         return len(text)
@@ -81,7 +93,9 @@ def replay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         fit_check=lambda *_: FitVerdict(True, 0, 0),
     )  # fmt: skip
     services.engines.resolve = lambda name: LocalModel(name or MODEL, home, 0, "file")  # type: ignore[method-assign]
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -89,15 +103,23 @@ def replay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         time.sleep(0.02)
     url = f"http://127.0.0.1:{port}"
     # Load the model once so /v1/models lists it, as an installed R1 would be.
-    httpx.post(url + "/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user", "content": "?"}]}, timeout=30)
+    httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": MODEL, "messages": [{"role": "user", "content": "?"}]},
+        timeout=30,
+    )
     yield url
     server.should_exit = True
     thread.join(timeout=10)
 
 
-def test_reasoning_block_open_while_streaming_then_folded(replay_url: str, browser: Any, artifacts: Path) -> None:
+def test_reasoning_block_open_while_streaming_then_folded(
+    replay_url: str, browser: Any, artifacts: Path
+) -> None:
     open_app(browser, replay_url)
-    wait_for(lambda: MODEL in browser.find_element(By.ID, "model-picker").text, what="the R1 model in the picker")
+    wait_for(
+        lambda: MODEL in browser.find_element(By.ID, "model-picker").text, what="the R1 model in the picker"
+    )
     from selenium.webdriver.support.ui import Select
 
     Select(browser.find_element(By.ID, "model-picker")).select_by_value(MODEL)
@@ -108,7 +130,11 @@ def test_reasoning_block_open_while_streaming_then_folded(replay_url: str, brows
                      20, "the reasoning block while streaming")  # fmt: skip
     assert block.get_attribute("open") is not None, "the reasoning block must be open while the model thinks"
     assert "思考中" in block.find_element(By.TAG_NAME, "summary").text
-    done = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) details.reasoning"), 30, "the end")
+    done = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) details.reasoning"),
+        30,
+        "the end",
+    )
     assert done.get_attribute("open") is None, "the reasoning block must be folded after the answer"
     assert done.find_element(By.TAG_NAME, "summary").text == "思考过程"
     answer = browser.find_element(By.CSS_SELECTOR, ".msg.assistant .bubble .md")
@@ -116,7 +142,9 @@ def test_reasoning_block_open_while_streaming_then_folded(replay_url: str, brows
     assert answer.find_element(By.TAG_NAME, "strong").text == "1.0%"  # Markdown bold rendered
     assert "</think>" not in answer.text and "甲烷浓度不得超过1.0%" not in answer.text  # reasoning kept apart
     # Stored with the reasoning, so a reload shows it folded again.
-    conv_id = wait_for(lambda: browser.execute_script("return location.hash.split('/')[2]"), what="the conversation id")
+    conv_id = wait_for(
+        lambda: browser.execute_script("return location.hash.split('/')[2]"), what="the conversation id"
+    )
     stored = wait_for(lambda: [m for m in httpx.get(f"{replay_url}/v1/conversations/{conv_id}").json()["messages"]
                                if m["role"] == "assistant"], what="the stored answer")  # fmt: skip
     assert stored[0]["reasoning"].strip() == RECORDED["reasoning"].strip()
@@ -124,7 +152,9 @@ def test_reasoning_block_open_while_streaming_then_folded(replay_url: str, brows
     assert RECORDED["reasoning"].strip()[:20] in done.text
     browser.save_screenshot(str(artifacts / "ui-chat-reasoning.png"))
     browser.refresh()
-    reloaded = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant details.reasoning"), 20, "after reload")
+    reloaded = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant details.reasoning"), 20, "after reload"
+    )
     assert reloaded.get_attribute("open") is None and reloaded.is_displayed()
 
 
@@ -145,11 +175,15 @@ print("<b>not bold</b>")
 
 def test_stored_answer_markdown_is_safe(replay_url: str, browser: Any) -> None:
     conv = httpx.post(replay_url + "/v1/conversations", json={"title": "markdown", "model": MODEL}).json()
-    httpx.post(f"{replay_url}/v1/conversations/{conv['id']}/messages", json={"role": "user", "content": "表格"})
+    httpx.post(
+        f"{replay_url}/v1/conversations/{conv['id']}/messages", json={"role": "user", "content": "表格"}
+    )
     httpx.post(f"{replay_url}/v1/conversations/{conv['id']}/messages",
                json={"role": "assistant", "content": HOSTILE_MARKDOWN, "reasoning": "先想一想。", "model": MODEL})  # fmt: skip
     open_app(browser, replay_url, f"#/chat/{conv['id']}")
-    md = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant .md"), 20, "the stored answer")
+    md = wait_for(
+        lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant .md"), 20, "the stored answer"
+    )
     assert md.find_element(By.CSS_SELECTOR, "table td strong").text == "1.0%"
     code = md.find_element(By.CSS_SELECTOR, ".codeblock pre code")
     assert code.text == 'print("<b>not bold</b>")'

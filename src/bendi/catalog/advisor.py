@@ -86,7 +86,7 @@ HARDWARE_OPTIONS: tuple[dict[str, object], ...] = (
     {"label": "server: RTX 4090 24 GB + 512 GB RAM (12-channel DDR5)", "gpu": "RTX 4090", "ram_gb": 512,
      "ram_bandwidth_gbps": 460.8},
     {"label": "Mac Studio M3 Ultra 512 GB", "gpu": "M3 Ultra", "ram_gb": 512},
-    {"label": "server: 2x H100 80 GB, model in VRAM", "gpu": "H100x2", "ram_gb": 64, "ram_bandwidth_gbps": 307.2},
+    {"label": "server: 2x H100 80 GB + 64 GB RAM", "gpu": "H100x2", "ram_gb": 64, "ram_bandwidth_gbps": 307.2},
     {"label": "server: 8x H20 96 GB", "gpu": "H20x8", "ram_gb": 1024, "ram_bandwidth_gbps": 307.2},
     {"label": "server: 8x H200 141 GB", "gpu": "H200x8", "ram_gb": 2048, "ram_bandwidth_gbps": 614.4},
     {"label": "2 nodes of 8x A100 80 GB (Ray)", "gpu": "A100-80GBx8", "ram_gb": 1024, "ram_bandwidth_gbps": 307.2,

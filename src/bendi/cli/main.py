@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "bendi.cli.models",
     "bendi.cli.bench",
     "bendi.cli.kb",
+    "bendi.cli.doctor",
+    "bendi.cli.plan",
 )
 
 

@@ -139,17 +139,22 @@ def _describe(name: str) -> dict[str, Any]:
 
 
 def _verdict(info: dict[str, Any]) -> str | None:
-    """The advisor's view of this model on this machine, when the advisor is available."""
+    """The advisor's verdict for this model on this machine (from the GGUF header and a hardware probe)."""
+    from bendi.catalog.advisor import check_fit
+    from bendi.catalog.estimate import model_facts_from_gguf
+    from bendi.core.errors import BendiError
+    from bendi.hardware.probe import probe
+    from bendi.store.gguf import read_gguf
+
     try:
-        from bendi.catalog.advisor import check_fit  # type: ignore[attr-defined,import-not-found,unused-ignore]
-        from bendi.hardware.probe import probe
-    except ImportError:
-        return None
-    try:
-        verdict = check_fit(info["name"], probe())
-    except Exception as exc:  # the advisor may not know a hand-imported model; show, do not fail
-        return f"unknown ({exc})"
-    return str(getattr(verdict, "summary", None) or verdict)
+        header = read_gguf(Path(info["path"]))
+        facts = model_facts_from_gguf(
+            header.metadata, int(info["size_bytes"]), info["name"], params=info.get("parameter_count")
+        )
+        verdict = check_fit(facts, load_settings().context_tokens, probe())
+    except (BendiError, ValueError, ZeroDivisionError) as exc:  # a header missing sizes: say so, still show
+        return f"cannot tell ({getattr(exc, 'message', exc)})"
+    return ("yes: " if verdict.fits else "no: ") + verdict.reason
 
 
 def handle_show(args: argparse.Namespace) -> int:

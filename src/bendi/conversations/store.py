@@ -168,14 +168,16 @@ class ConversationStore:
         with self._connect() as db:
             row = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
             if row is None:
-                raise NotFoundError(f"Conversation {conv_id!r} does not exist. List them with GET /v1/conversations.")
+                raise NotFoundError(
+                    f"Conversation {conv_id!r} does not exist. List them with GET /v1/conversations."
+                )
             rows = db.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY seq", (conv_id,)
             ).fetchall()
         messages = tuple(_message(r) for r in rows)
         return _conversation(row, len(messages), messages)
 
-    def list(self, *, query: str = "", limit: int = 200) -> list[Conversation]:
+    def search(self, *, query: str = "", limit: int = 200) -> list[Conversation]:
         """Newest first; `query` matches titles and message text (case-insensitive substring)."""
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n "

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bendi.core.errors import EngineError, ModelTooLargeError, OverloadedError
 from bendi.core.paths import DataPaths
@@ -19,7 +19,7 @@ from bendi.store.resolve import LocalModel, installed_models, resolve_model
 if TYPE_CHECKING:
     from bendi.engines.llamacpp.scheduler import SchedulerStats
 
-MIB = 1 << 20
+FOREVER_S = 100 * 365 * 86400.0  # what `expires_in_s` says for a negative (never) keep-alive
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,21 @@ class FitVerdict:
     reason: str = ""
 
 
+class Verdict(Protocol):
+    """What the pool reads from a fit check's answer (bendi.catalog.advisor.FitVerdict has it)."""
+
+    @property
+    def fits(self) -> bool: ...
+    @property
+    def required_bytes(self) -> int: ...
+    @property
+    def available_bytes(self) -> int: ...
+    @property
+    def reason(self) -> str: ...
+
+
 # (model, context tokens per sequence, models loaded now) -> verdict; None means "cannot tell": load.
-FitCheck = Callable[[LocalModel, int, list[EngineInfo]], "FitVerdict | None"]
+FitCheck = Callable[[LocalModel, int, list[EngineInfo]], "Verdict | None"]
 EngineFactory = Callable[[LocalModel, Settings], Engine]
 
 
@@ -125,7 +138,7 @@ class EnginePool:
         self._fit_check: FitCheck = fit_check or fits or self._default_fit_check
         self._factory = engine_factory or llamacpp_factory
         self._loaded: dict[str, _Loaded] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._load_lock = asyncio.Lock()
         self._failures: dict[str, str] = {}
         self._reaper: asyncio.Task[None] | None = None
 
@@ -134,7 +147,7 @@ class EnginePool:
     ) -> FitVerdict:
         return memory_fit_check(model, context_tokens, loaded, sequences=self._settings.parallel_sequences)
 
-    def _fits(self, model: LocalModel, loaded: list[EngineInfo]) -> FitVerdict | None:
+    def _fits(self, model: LocalModel, loaded: list[EngineInfo]) -> Verdict | None:
         return self._fit_check(model, self._settings.context_tokens, loaded)
 
     # queries -----------------------------------------------------------------------------
@@ -158,7 +171,9 @@ class EnginePool:
             LoadedModel(
                 entry.engine.info,
                 str(entry.model.path),
-                max(0.0, entry.last_used_s + entry.keep_alive_s - now),
+                FOREVER_S
+                if entry.keep_alive_s < 0
+                else max(0.0, entry.last_used_s + entry.keep_alive_s - now),
             )
             for entry in self._loaded.values()
         ]
@@ -185,8 +200,8 @@ class EnginePool:
         keep = self._settings.keep_alive_s if keep_alive_s is None else keep_alive_s
         entry = self._loaded.get(model.name)
         if entry is None:
-            lock = self._locks.setdefault(model.name, asyncio.Lock())
-            async with lock:
+            # One load at a time: the fit check must see the memory the previous load took.
+            async with self._load_lock:
                 entry = self._loaded.get(model.name)
                 if entry is None:
                     entry = await self._load(model, keep)

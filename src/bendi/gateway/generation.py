@@ -110,6 +110,9 @@ async def open_session(
 
 
 def error_text(exc: BaseException) -> tuple[str, int, str]:
+    """A mid-stream failure as (message, status, code) for the final error event; logged here."""
     if isinstance(exc, BendiError):
+        log.warning("stream ended with an error", extra={"code": exc.code, "status": exc.http_status})
         return exc.message, exc.http_status, exc.code
+    log.error("stream failed", exc_info=exc)
     return "Internal error in bendi; see the server log.", 500, "internal_error"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
-from bendi.core.errors import BendiError
 from bendi.gateway.dependencies import get_services
 from bendi.services import Services
 
@@ -16,46 +14,42 @@ router = APIRouter(prefix="/v1", tags=["advisor"])
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-class AdvisorUnavailableError(BendiError):
-    http_status = 503
-    code = "advisor_unavailable"
-    error_type = "server_error"
+TOP_MODELS = 3  # as many recommendations as `bendi doctor` prints
 
 
-def _advisor() -> Any:
-    try:
-        return importlib.import_module("bendi.catalog.advisor")
-    except ImportError as exc:
-        raise AdvisorUnavailableError(
-            f"The hardware advisor is not available in this installation ({exc}). Reinstall bendi."
-        ) from exc
+def _profile(services: Services) -> Any:
+    from bendi.hardware.probe import probe
+
+    return probe(disk_path=services.paths.home)
 
 
 def _doctor(services: Services) -> dict[str, Any]:
-    from bendi.hardware.probe import probe
+    """The `bendi doctor --json` object: hardware, recommended plans, problems."""
+    from bendi.catalog import advisor
 
-    advisor = _advisor_or_none()
-    report = getattr(advisor, "doctor_report", None) if advisor else None
-    if report is not None:
-        result: dict[str, Any] = report(services.settings)
+    profile = _profile(services)
+    fitting, _ = advisor.rank_variants(profile)
+    # The problem sentences live with the advisor once it exposes them; the keys stay the same.
+    find_problems = getattr(advisor, "problems", None)
+    return {"hardware": profile.to_dict(), "recommended": [p.to_json() for p in fitting[:TOP_MODELS]],
+            "problems": list(find_problems(profile)) if find_problems else []}  # fmt: skip
+
+
+def _plan(services: Services, model: str | None, ctx: int | None) -> dict[str, Any]:
+    """The `bendi plan --json` object for this machine: one plan, or the ranked list and the rejected."""
+    from bendi.catalog.advisor import rank_variants
+    from bendi.catalog.catalog import load_catalog
+    from bendi.catalog.estimate import ModelFacts
+    from bendi.catalog.planner import plan_model
+
+    profile = _profile(services)
+    if model:
+        variant = load_catalog().resolve(model)
+        result: dict[str, Any] = plan_model(ModelFacts.from_variant(variant), profile, ctx).to_json()
         return result
-    profile = probe(services.paths.home)
-    return {"hardware": profile.to_dict(), "problems": [], "recommended": []}
-
-
-def _advisor_or_none() -> Any:
-    try:
-        return importlib.import_module("bendi.catalog.advisor")
-    except ImportError:
-        return None
-
-
-def _plan(services: Services, model: str | None, ctx: int | None) -> Any:
-    advisor = _advisor()
-    plan_json = getattr(advisor, "plan_json", None)
-    if plan_json is None:
-        raise AdvisorUnavailableError("The hardware advisor in this installation has no JSON plan function.")
-    return plan_json(services.settings, model=model, context_tokens=ctx)
+    fitting, rejected = rank_variants(profile, ctx)
+    return {"machine": profile.label, "plans": [p.to_json() for p in fitting],
+            "rejected": [p.to_json() for p in rejected]}  # fmt: skip
 
 
 @router.get("/hardware", summary="This machine as `bendi doctor --json` reports it")
@@ -68,5 +62,5 @@ async def plan(
     services: ServicesDep,
     model: Annotated[str | None, Query(max_length=200)] = None,
     ctx: Annotated[int | None, Query(ge=128, le=1_048_576)] = None,
-) -> Any:
+) -> dict[str, Any]:
     return await run_in_threadpool(_plan, services, model, ctx)

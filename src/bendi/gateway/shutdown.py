@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import socket
 from types import FrameType
 from typing import Any
 
 import uvicorn
 
 log = logging.getLogger("bendi.gateway")
+# Kernel send buffer per connection. Linux would auto-grow it to megabytes, so a client that stops
+# reading could absorb minutes of tokens before a send ever blocks; bounded, the stalled-reader
+# timeout (settings.stalled_reader_timeout_s) fires after a few hundred tokens. Accepted
+# connections inherit it from the listening socket.
+SEND_BUFFER_BYTES = 64 * 1024
 
 
 class Drain:
@@ -55,6 +61,13 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: Any, grace_s: float) -> None:
         super().__init__(config)
         self._app, self._grace_s = app, grace_s
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None and self.config.uds is None and self.config.fd is None:
+            listener = self.config.bind_socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            sockets = [listener]
+        super().run(sockets=sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         drain: Drain = self._app.state.drain

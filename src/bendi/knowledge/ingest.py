@@ -119,8 +119,10 @@ def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: s
                              pages=parsed.pages, chunks=chunks, fts_texts=texts, vectors=vectors)  # fmt: skip
         return FileOutcome(file_label, "indexed", doc_id, len(chunks), parsed.pages)
     except BendiError as exc:
-        index.set_status(doc_id, "failed", exc.message)
-        return FileOutcome(file_label, "failed", doc_id, error=exc.message)
+        # Uploads are stored under content-derived names; speak of the file as the user named it.
+        message = exc.message.replace(path.name, Path(file_label).name)
+        index.set_status(doc_id, "failed", message)
+        return FileOutcome(file_label, "failed", doc_id, error=message)
     except Exception as exc:  # a bug or resource error must not leave the row stuck in 'processing'
         message = f"Indexing {file_label} failed: {type(exc).__name__}: {exc}"
         index.set_status(doc_id, "failed", message)

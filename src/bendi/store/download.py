@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ import httpx
 from bendi.core.errors import BendiError, DiskFullError, DownloadError, IntegrityError
 from bendi.store.hosts import GuardedClient
 from bendi.store.manifest import Layout
+from bendi.store.partial import DownloadState, Sink, check_disk_space, exclusive
 from bendi.store.sources import RemoteFile
 
 HASH_READ_BYTES = 8 * 1024 * 1024
@@ -49,22 +49,6 @@ class FileProgress:
     done_bytes: int
     total_bytes: int | None
     resumed_from_bytes: int
-
-
-def disk_margin_bytes(size_bytes: int) -> int:
-    """Free space to leave beyond the file itself: 1% plus 64 MiB, so the system keeps breathing."""
-    return size_bytes // 100 + 64 * 1024 * 1024
-
-
-def check_disk_space(folder: Path, needed_bytes: int, what: str) -> None:
-    free = shutil.disk_usage(folder).free
-    want = needed_bytes + disk_margin_bytes(needed_bytes)
-    if free < want:
-        raise DiskFullError(
-            f"Not enough disk space for {what}: it needs {want / 1e9:.2f} GB (with margin) in {folder}, "
-            f"but only {free / 1e9:.2f} GB are free. Free some space (e.g. `bendi rm` an unused model) "
-            "or point BENDI_HOME at a bigger disk."
-        )
 
 
 class Downloader:
@@ -104,19 +88,20 @@ class Downloader:
             return f"sha256-{want}", size, True  # already have these bytes (another model, earlier pull)
         part = self.layout.paths.partials / f"{key}.part"
         sidecar = part.with_suffix(".json")
-        self._drop_stale_partials(remote.url, key)
-        for attempt in (1, 2):
-            resumed = self._prepare(part, sidecar, remote, want)
-            try:
-                digest, size = self._download(part, sidecar, remote, want, progress, cancel)
-            except IntegrityError:
-                part.unlink(missing_ok=True)
-                sidecar.unlink(missing_ok=True)
-                # A resumed partial may hold bytes a crash or reboot never flushed: retry once from zero.
-                if resumed and attempt == 1:
-                    continue
-                raise
-            return digest, size, want is not None
+        with exclusive(part.with_suffix(".lock"), remote.path_in_repo):
+            self._drop_stale_partials(remote.url, key)
+            for attempt in (1, 2):
+                resumed = self._prepare(part, sidecar, remote, want)
+                try:
+                    digest, size = self._download(part, sidecar, remote, want, progress, cancel)
+                except IntegrityError:
+                    part.unlink(missing_ok=True)
+                    sidecar.unlink(missing_ok=True)
+                    # A resumed partial may hold bytes a crash or reboot never flushed: retry once from zero.
+                    if resumed and attempt == 1:
+                        continue
+                    raise
+                return digest, size, want is not None
         raise AssertionError("unreachable")
 
     def _drop_stale_partials(self, url: str, key: str) -> None:
@@ -186,7 +171,7 @@ class Downloader:
             part.unlink()
             done = 0
         check_disk_space(part.parent, (total or 0) - done, remote.path_in_repo)
-        state = _State(done, hashlib.sha256(), total, done)
+        state = DownloadState(done, hashlib.sha256(), total, done)
         if done:
             with open(part, "rb") as existing:
                 while block := existing.read(HASH_READ_BYTES):
@@ -231,7 +216,7 @@ class Downloader:
         sidecar: Path,
         remote: RemoteFile,
         want: str | None,
-        state: _State,
+        state: DownloadState,
         progress: Callable[[FileProgress], None] | None,
         cancel: threading.Event | None,
     ) -> bool:
@@ -266,43 +251,46 @@ class Downloader:
                 self._write_sidecar(sidecar, remote, want, 0, response_etag)
                 raise _retryable("the file changed on the server (ETag); restarting")
             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-            since_sidecar = 0
+            received = state.done  # bytes taken off the socket; state.done trails it (written + hashed)
+            next_sidecar = received + SIDECAR_EVERY_BYTES
+            stop: BendiError | None = None
             with open(part, "ab", buffering=0) as out:
-                for chunk in response.iter_raw():  # as received: a dropped link loses nothing
-                    view = memoryview(chunk)
-                    while view:
-                        try:
-                            written = out.write(view)
-                        except OSError as exc:
-                            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                                self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-                                raise DiskFullError(
-                                    f"The disk is full (or a file-size limit was hit) while downloading "
-                                    f"{remote.path_in_repo}: {state.done} bytes are saved in {part}. Free some "
-                                    "space and run `bendi pull` again to resume."
-                                ) from exc
-                            raise
-                        assert written is not None
-                        state.hasher.update(view[:written])
-                        view = view[written:]
-                        state.done += written
-                        since_sidecar += written
-                    if state.total is not None and state.done > state.total:
-                        state.restart(part)
-                        raise _retryable("the server sent more bytes than the file has; restarting")
-                    if since_sidecar >= SIDECAR_EVERY_BYTES:
-                        self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-                        since_sidecar = 0
-                    if progress is not None:
-                        progress(
-                            FileProgress(remote.path_in_repo, state.done, state.total, state.resumed_from)
-                        )
-                    if cancel is not None and cancel.is_set():
-                        self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-                        raise DownloadCancelled(
-                            f"Download of {remote.path_in_repo} stopped at {state.done} bytes; "
-                            "run `bendi pull` to resume."
-                        )
+                sink = Sink(out, state)
+                try:
+                    for chunk in response.iter_raw():  # as received: a dropped link loses nothing
+                        if not sink.put(chunk):
+                            break  # the writer failed (disk full); reported below
+                        received += len(chunk)
+                        if state.total is not None and received > state.total:
+                            stop = _retryable("the server sent more bytes than the file has; restarting")
+                            break
+                        if received >= next_sidecar:
+                            self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+                            next_sidecar = received + SIDECAR_EVERY_BYTES
+                        if progress is not None:
+                            progress(
+                                FileProgress(remote.path_in_repo, received, state.total, state.resumed_from)
+                            )
+                        if cancel is not None and cancel.is_set():
+                            stop = DownloadCancelled(
+                                f"Download of {remote.path_in_repo} stopped; run `bendi pull` to resume."
+                            )
+                            break
+                finally:
+                    write_error = sink.close()  # every byte taken off the socket is on disk and hashed
+                    self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+            if write_error is not None:
+                if write_error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                    raise DiskFullError(
+                        f"The disk is full (or a file-size limit was hit) while downloading "
+                        f"{remote.path_in_repo}: {state.done} bytes are saved in {part}. Free some "
+                        "space and run `bendi pull` again to resume."
+                    ) from write_error
+                raise write_error
+            if stop is not None:
+                if not isinstance(stop, DownloadCancelled):
+                    state.restart(part)
+                raise stop
             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
             if state.total is None:
                 state.total = state.done
@@ -311,21 +299,6 @@ class Downloader:
             return True
         finally:
             response.close()
-
-
-@dataclass
-class _State:
-    """Where one file's download stands; mutated in place so a failed attempt loses nothing."""
-
-    done: int
-    hasher: hashlib._Hash
-    total: int | None
-    resumed_from: int
-
-    def restart(self, part: Path) -> None:
-        with open(part, "wb"):
-            pass
-        self.done, self.hasher, self.resumed_from = 0, hashlib.sha256(), 0
 
 
 def _retryable(message: str) -> DownloadError:

@@ -24,11 +24,12 @@ from bendi.core.errors import (
 )
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
-from bendi.store.download import DownloadCancelled, Downloader, FileProgress, check_disk_space
+from bendi.store.download import DownloadCancelled, Downloader, FileProgress
 from bendi.store.formats import check_model_file, check_safetensors
 from bendi.store.gguf import GgufInfo, read_gguf
 from bendi.store.hosts import GuardedClient, HostPolicy
 from bendi.store.manifest import Layout, Manifest, ManifestFile
+from bendi.store.partial import DownloadInProgressError, check_disk_space
 from bendi.store.plan import PullPlan, plan_pull
 from bendi.store.reference import ModelName, parse_model_name, split_parts
 from bendi.store.sources import RemoteFile, RemoteNotFoundError, sources_for
@@ -144,7 +145,13 @@ class Store:
                 try:
                     remotes = [candidate.locate(http, repo, f.path_in_repo) for f in plan.files]
                     return self._fetch_all(plan, http, remotes, progress, cancel)
-                except (IntegrityError, DiskFullError, DownloadCancelled, InvalidModelFileError):
+                except (
+                    IntegrityError,
+                    DiskFullError,
+                    DownloadCancelled,
+                    DownloadInProgressError,
+                    InvalidModelFileError,
+                ):
                     raise
                 except DownloadError as exc:
                     failures.append((candidate.name, exc))

@@ -97,7 +97,12 @@ class LlamaCppEngine:
         if max_new == 0:
             seq.finish("length")
         else:
-            self._scheduler.submit(seq)
+            try:
+                self._scheduler.submit(seq)
+            except RuntimeError as exc:  # unloaded between acquire() and now
+                raise EngineError(
+                    f"{self._info.model_name} was just unloaded; send the request again to reload it."
+                ) from exc
         finished = False
         try:
             while True:

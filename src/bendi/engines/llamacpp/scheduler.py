@@ -190,23 +190,27 @@ class Scheduler:
     def _assign(self, seq: Sequence, free: list[Slot]) -> None:
         prompt = seq.prompt_tokens
         limit = len(prompt) - 1  # at least one prompt token must be decoded to get logits
-        best_free = max(free, key=lambda s: (common_prefix_length(s.tokens, prompt), -s.last_used_s))
-        own = min(common_prefix_length(best_free.tokens, prompt), limit)
+        matches = {slot.seq_id: common_prefix_length(slot.tokens, prompt) for slot in self._slots}
+        # Overwrite the free slot whose cache loses least: one this prompt extends (the previous
+        # turn of this conversation), else an empty one, else the one with the fewest tokens to
+        # lose, oldest first. A longer prefix held elsewhere is copied in below, so the caches of
+        # other conversations survive.
+        best_free = min(
+            free, key=lambda s: (len(s.tokens) - matches[s.seq_id], -matches[s.seq_id], s.last_used_s)
+        )
+        own = min(matches[best_free.seq_id], limit)
         donor, donated = None, own
         # Another slot (idle or busy) may hold a longer prefix: the same system prompt or documents.
         for slot in self._slots:
-            if slot is not best_free:
-                shared = min(common_prefix_length(slot.tokens, prompt), limit)
-                if shared > donated:
-                    donor, donated = slot, shared
+            shared = min(matches[slot.seq_id], limit)
+            if slot is not best_free and shared > donated:
+                donor, donated = slot, shared
         mem, lib = self._model.memory, self._lib
-        if donor is not None and donated >= own + MIN_COPY_TOKENS:
-            lib.llama_memory_seq_rm(mem, best_free.seq_id, -1, -1)
-            if self._model.config.unified_kv:  # one shared pool: the cells are just tagged
-                lib.llama_memory_seq_cp(mem, donor.seq_id, best_free.seq_id, 0, donated)
-            else:  # one stream per sequence: llama.cpp copies whole streams (queued to next decode)
-                lib.llama_memory_seq_cp(mem, donor.seq_id, best_free.seq_id, -1, -1)
-                lib.llama_memory_seq_rm(mem, best_free.seq_id, donated, -1)
+        if (
+            donor is not None
+            and donated >= own + MIN_COPY_TOKENS
+            and self._copy_prefix(donor, best_free, donated)
+        ):
             best_free.tokens = prompt[:donated]
             reused = donated
         elif lib.llama_memory_seq_rm(mem, best_free.seq_id, own, -1):
@@ -223,6 +227,20 @@ class Scheduler:
         self._prompt_total += len(prompt)
         self._prompt_cached += reused
         self._active.append(seq)
+
+    def _copy_prefix(self, donor: Slot, target: Slot, length: int) -> bool:
+        """Give `target` the donor's first `length` tokens of KV; False if this memory cannot."""
+        mem, lib = self._model.memory, self._lib
+        lib.llama_memory_seq_rm(mem, target.seq_id, -1, -1)
+        target.tokens = []
+        if self._model.config.unified_kv:  # one shared pool: the cells are just tagged
+            lib.llama_memory_seq_cp(mem, donor.seq_id, target.seq_id, 0, length)
+        else:  # one stream per sequence: llama.cpp copies whole streams (queued to the next decode)
+            lib.llama_memory_seq_cp(mem, donor.seq_id, target.seq_id, -1, -1)
+        if lib.llama_memory_seq_rm(mem, target.seq_id, length, -1):
+            return True
+        lib.llama_memory_seq_rm(mem, target.seq_id, -1, -1)  # recurrent state: all or nothing
+        return False
 
     def _release(self, seq: Sequence) -> None:
         slot = self._slots[seq.slot]

@@ -29,8 +29,13 @@ def build_sampler(lib: Any, params: SamplingParams, n_vocab: int, banned: tuple[
     if params.repeat_penalty != 1.0 or params.frequency_penalty or params.presence_penalty:
         lib.llama_sampler_chain_add(
             chain,
+            # This llama.cpp build still takes n_vocab first; a missing argument killed the request.
             lib.llama_sampler_init_penalties(
-                PENALTY_LAST_N, params.repeat_penalty, params.frequency_penalty, params.presence_penalty
+                n_vocab,
+                PENALTY_LAST_N,
+                params.repeat_penalty,
+                params.frequency_penalty,
+                params.presence_penalty,
             ),
         )
     if params.temperature <= 0.0:

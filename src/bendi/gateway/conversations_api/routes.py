@@ -27,7 +27,7 @@ StoreDep = Annotated[ConversationStore, Depends(_store)]
 async def list_conversations(
     store: StoreDep, q: Annotated[str, Query(max_length=200)] = "", limit: int = 200
 ) -> dict[str, Any]:
-    found = await run_in_threadpool(store.list, query=q, limit=limit)
+    found = await run_in_threadpool(store.search, query=q, limit=limit)
     return {"object": "list", "data": [c.to_json() for c in found]}
 
 

@@ -38,7 +38,8 @@ def _worker(request: Request, services: Services) -> IngestWorker:
 
 
 @router.get("")
-async def list_knowledge_bases(services: ServicesDep) -> dict[str, Any]:
+async def list_knowledge_bases(request: Request, services: ServicesDep) -> dict[str, Any]:
+    _worker(request, services)  # started early so documents a crash left queued are picked up again
     infos = await asyncio.to_thread(services.knowledge.list)
     return {"data": [i.to_json() for i in infos]}
 
@@ -62,7 +63,8 @@ async def delete_knowledge_base(kb: str, services: ServicesDep) -> dict[str, Any
 
 
 @router.get("/{kb}/documents")
-async def list_documents(kb: str, services: ServicesDep) -> dict[str, Any]:
+async def list_documents(kb: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    _worker(request, services)
     return {"data": [d.to_json() for d in _kb(services, kb).documents()]}
 
 

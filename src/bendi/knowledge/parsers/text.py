@@ -40,10 +40,10 @@ def decode_bytes(data: bytes, name: str) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
-    if best is None:
+    guess = from_bytes(data).best()
+    if guess is None:
         raise DocumentError(f"{name}: cannot tell its text encoding. Save it as UTF-8 and add it again.")
-    return str(best)
+    return str(guess)
 
 
 def _plausibility(data: bytes, codec: str) -> float:
@@ -105,12 +105,17 @@ def parse_html(path: Path) -> ParsedDocument:
     title = (root.findtext(".//title") or "").strip() or path.stem
     headings: list[tuple[int, str]] = []
     blocks: list[Block] = []
-    for element in root.iter("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "table", "pre", "blockquote", "dd"):
+    for element in root.iter(
+        "h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "table", "pre", "blockquote", "dd"
+    ):
         if element.tag != "table" and element.xpath("ancestor::table"):
             continue  # taken with its table, row by row
         heading = tuple(h for _, h in headings)
         if element.tag == "table":
-            rows = [[" ".join(c.text_content().split()) for c in tr.xpath("./th|./td")] for tr in element.xpath(".//tr")]
+            rows = [
+                [" ".join(c.text_content().split()) for c in tr.xpath("./th|./td")]
+                for tr in element.xpath(".//tr")
+            ]
             blocks.extend(table_rows_to_blocks(rows, heading))
             continue
         text = " ".join(element.text_content().split())

@@ -65,7 +65,11 @@ export function mountChat(view, tools) {
   ui.input.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); onSend(); }
   });
-  ui.input.addEventListener("input", () => { ui.input.style.height = "auto"; ui.input.style.height = `${ui.input.scrollHeight}px`; });
+  ui.input.addEventListener("input", () => {
+    ui.input.style.height = "auto";
+    ui.input.style.height = `${ui.input.scrollHeight}px`;
+    ui.input.style.overflowY = ui.input.scrollHeight > window.innerHeight * 0.4 ? "auto" : "hidden";
+  });
   const composer = h("div", { class: "composer" }, ui.drawer,
     h("div", { class: "composer-box" }, ui.input, ui.send),
     h("div", { class: "hint", "data-i18n": "chat.hint", text: t("chat.hint") }));

@@ -72,13 +72,25 @@ function planRow(row) {
       : h("span", { class: `badge ${speed >= 8 ? "ok" : "warn"}`, text: speed >= 8 ? t("models.fits") : t("models.slow"), title: row.reason ?? "" })));
 }
 
+// Long tables show their best rows and a "show all" row that reveals the rest.
+export function collapseRows(tbody, keep) {
+  const rows = [...tbody.children];
+  if (rows.length <= keep + 2) return;
+  rows.slice(keep).forEach((row) => { row.hidden = true; });
+  const more = h("tr", { class: "more-row" }, h("td", { colspan: 6 },
+    h("button", { type: "button", class: "link-btn", text: t("common.showAll", { n: rows.length }),
+      onclick: () => { rows.forEach((row) => { row.hidden = false; }); more.remove(); } })));
+  tbody.append(more);
+}
+
 async function load() {
   try { renderMachine(await get("/v1/hardware")); }
   catch (e) { clear(ui.machine).append(h("div", { class: "muted", text: e.message })); }
   try {
     const plan = await get("/v1/plan");
-    const rows = Array.isArray(plan) ? plan : (plan.data ?? plan.variants ?? plan.ranked ?? []);
+    const rows = Array.isArray(plan) ? plan : (plan.plans ?? plan.data ?? []);
     clear(ui.plan).append(...rows.map(planRow));
+    collapseRows(ui.plan, 8);
     if (!rows.length) ui.plan.append(h("tr", {}, h("td", { colspan: 6, class: "muted", text: t("hw.nothingFits") })));
     const rejected = plan.rejected ?? [];
     clear(ui.rejected);

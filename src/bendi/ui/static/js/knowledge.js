@@ -116,7 +116,7 @@ async function loadDocs(kbName) {
     ui.docs.append(h("tr", { class: "doc-row", dataset: { status: doc.status } },
       h("td", {}, h("div", { class: "doc-name", text: doc.file }), doc.error ? h("div", { class: "small muted", text: doc.error }) : null),
       h("td", {}, statusBadge(doc)),
-      h("td", { text: doc.pages ?? "—" }), h("td", { text: doc.chunks ?? "—" }), h("td", { text: formatBytes(doc.bytes) }),
+      h("td", { text: doc.pages || "—" }), h("td", { text: doc.chunks ?? "—" }), h("td", { text: formatBytes(doc.bytes) }),
       h("td", {}, h("button", { class: "icon-btn", type: "button", title: t("common.delete"), icon: "trash", onclick: () => deleteDoc(kbName, doc) }))));
   }
   const busy = docs.some((d) => d.status === "queued" || d.status === "processing");

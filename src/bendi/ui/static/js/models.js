@@ -4,6 +4,7 @@ import { h, clear, formatBytes, toast } from "./elements.js";
 import { get, post, del, request } from "./api.js";
 import { t } from "./i18n.js";
 import { state, refreshModels, refreshVerdicts, on } from "./state.js";
+import { collapseRows } from "./hardware.js";
 
 let ui = null;
 let pollTimer = null;
@@ -48,7 +49,8 @@ async function renderInstalled() {
   if (!state.models.length) ui.installed.append(h("tr", {}, h("td", { colspan: 6, class: "muted", text: t("models.noneInstalled") })));
   for (const m of state.models) {
     const running = loaded.get(m.name);
-    const quant = m.quant || (m.name.split(":")[1] ?? "").split("-").slice(1).join("-").toUpperCase() || "—";
+    // Until a model is loaded the API has no GGUF details: read the quantization off the name.
+    const quant = m.quant || (/(?:^|[-:_])((?:i?q\d(?:_[a-z0-9]+)*)|bf16|f16|f32)(?=$|[-:.])/i.exec(m.name)?.[1] ?? "—").toUpperCase();
     ui.installed.append(h("tr", { class: "model-row", dataset: { name: m.name } },
       h("td", {}, h("b", { text: m.name }), m.params ? h("div", { class: "muted small", text: m.params }) : null),
       h("td", { text: formatBytes(m.size) }),
@@ -64,9 +66,8 @@ async function renderInstalled() {
 function planRows() {
   const plan = state.plan;
   if (!plan) return [];
-  const rows = Array.isArray(plan) ? plan : (plan.data ?? plan.variants ?? plan.ranked ?? []);
-  const rejected = plan.rejected ?? [];
-  return [...rows, ...rejected.map((r) => ({ ...r, fits: false }))];
+  const rows = Array.isArray(plan) ? plan : (plan.plans ?? plan.data ?? []);
+  return rows; // only what fits here is offered for download; the hardware screen lists the rest
 }
 
 function fitBadge(row) {
@@ -88,6 +89,7 @@ function renderCatalog() {
       h("td", { text: row.decode_tokens_per_s ? `~${row.decode_tokens_per_s.toFixed(1)} tok/s` : "—" }),
       h("td", {}, h("button", { type: "button", text: t("models.pullButton"), onclick: () => startPull(row.model) }))));
   }
+  collapseRows(ui.catalog, 6);
 }
 
 async function startPull(name) {
@@ -109,7 +111,7 @@ function pullRow(p) {
   const fraction = p.total_bytes ? p.completed_bytes / p.total_bytes : 0;
   const bar = h("i");
   bar.style.width = `${Math.min(100, fraction * 100).toFixed(1)}%`;
-  const stateText = p.error ? p.error : p.status === "success" ? t("models.pullDone") : p.status;
+  const stateText = p.error ? p.error : t(`models.status.${p.status}`);
   const detail = p.total_bytes ? `${formatBytes(p.completed_bytes)} / ${formatBytes(p.total_bytes)} · ${(fraction * 100).toFixed(1)}%` : "";
   const speed = p.bytes_per_s ? ` · ${formatBytes(p.bytes_per_s)}/s` : "";
   return h("div", { class: "pull-row", dataset: { model: p.model, status: p.status } },

@@ -27,7 +27,7 @@ export async function refreshModels() {
 export async function refreshVerdicts() {
   try {
     const plan = await get("/v1/plan");
-    const rows = Array.isArray(plan) ? plan : (plan.data ?? plan.variants ?? plan.ranked ?? []);
+    const rows = Array.isArray(plan) ? plan : (plan.plans ?? plan.data ?? []);
     state.verdicts = new Map(rows.filter((r) => r && r.model).map((r) => [r.model, r]));
     state.plan = plan;
   } catch {

@@ -1,0 +1,90 @@
+"""`bendi doctor`: what this machine has, what runs well on it, and what is wrong with it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+GB = 10**9
+LOW_DISK_BYTES = 20 * GB  # a 7B Q4 model plus a knowledge base index
+LOW_RAM_BYTES = 8 * GB
+TOP_MODELS = 5
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("doctor", help="what this machine has and which models run well on it")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.set_defaults(func=handle)
+
+
+def problems(profile: Any) -> list[str]:
+    """Sentences about what will hurt, each saying what to do."""
+    found = []
+    flags = set(profile.cpu.flags)
+    if profile.cpu.architecture in ("x86_64", "AMD64") and "avx2" not in flags:
+        found.append("This CPU lacks AVX2, so llama.cpp runs 3-5x slower; prefer a GPU or a newer CPU.")
+    if profile.disk_free_bytes is not None and profile.disk_free_bytes < LOW_DISK_BYTES:
+        found.append(f"Only {profile.disk_free_bytes / GB:.1f} GB of disk is free; models need 1-400 GB. "
+                     "Free space or set BENDI_HOME to a larger disk.")
+    if profile.ram_total_bytes < LOW_RAM_BYTES:
+        found.append(f"Only {profile.ram_total_bytes / GB:.1f} GB of RAM: only the 1.5B model will run well.")
+    if not profile.gpus:
+        found.append("No GPU found (nvidia-smi absent or no Apple GPU): models run on the CPU, which is "
+                     "fine up to ~8B parameters.")
+    from bendi.catalog.gpus import find_gpu_spec
+
+    for gpu in profile.gpus:
+        if find_gpu_spec(gpu.name) is None:
+            found.append(f"GPU {gpu.name!r} is not in bendi's spec table; speed estimates assume a mid-range card.")
+    return found
+
+
+def handle(args: argparse.Namespace) -> int:
+    from bendi.catalog.advisor import rank_variants
+    from bendi.core.settings import load_settings
+    from bendi.hardware.probe import probe
+
+    home = load_settings().home
+    profile = probe(disk_path=home if home.exists() else None)
+    fitting, _ = rank_variants(profile)
+    best = fitting[:TOP_MODELS]
+    issues = problems(profile)
+    if args.json:
+        print(json.dumps({"hardware": profile.to_dict(), "recommended": [p.to_json() for p in best],
+                          "problems": issues}, indent=2, ensure_ascii=False))
+        return 0
+    _print(profile, best, issues)
+    return 0
+
+
+def _print(profile: Any, best: list[Any], issues: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="This machine 本机", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    cpu = profile.cpu
+    table.add_row("CPU", f"{cpu.model} ({cpu.physical_cores} cores / {cpu.logical_cores} threads, {cpu.architecture})")
+    table.add_row("SIMD", " ".join(cpu.flags) or "-")
+    table.add_row("RAM", f"{profile.ram_total_bytes / GB:.1f} GB total, {profile.ram_available_bytes / GB:.1f} GB available")
+    if profile.disk_free_bytes is not None:
+        table.add_row("Disk free", f"{profile.disk_free_bytes / GB:.1f} GB")
+    for i, gpu in enumerate(profile.gpus):
+        driver = f", driver {gpu.driver_version}" if gpu.driver_version else ""
+        table.add_row(f"GPU {i}", f"{gpu.name}: {gpu.memory_total_bytes / GB:.1f} GB "
+                                  f"({gpu.memory_free_bytes / GB:.1f} GB free){driver}")
+    if not profile.gpus:
+        table.add_row("GPU", "none")
+    console.print(table)
+    models = Table(title="Runs well here 推荐模型", title_justify="left")
+    for column in ("model", "memory", "decode tok/s", "placement"):
+        models.add_column(column)
+    for plan in best:
+        models.add_row(plan.model, f"{plan.total_bytes / GB:.1f} GB", f"{plan.decode_tokens_per_s:.1f}", plan.placement)
+    console.print(models)
+    for issue in issues:
+        console.print(f"[yellow]![/] {issue}")
+    console.print("[dim]GB = 10^9 bytes. `bendi plan` ranks every model; `bendi plan MODEL` explains one.[/]")

@@ -1,0 +1,161 @@
+"""`bendi plan`: which DeepSeek model fits a machine (this one or a described one), and what a model needs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from bendi.core.errors import UserInputError
+
+GB = 10**9
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "plan", help="which model fits this (or another) machine, how fast, and with which engine",
+        description="Without MODEL: rank the catalog for the machine. With MODEL: one plan. "
+        "Hardware flags describe another machine, e.g. --gpu \"RTX 4090x2\" --ram 64.",
+    )
+    parser.add_argument("model", nargs="?", help="e.g. deepseek-r1:7b, deepseek-r1:70b-q8_0, deepseek-r1:671b")
+    parser.add_argument("--quant", help="quantization, e.g. Q4_K_M, Q8_0, UD-IQ1_S, FP8")
+    parser.add_argument("--ctx", type=int, dest="context_tokens", help="context window in tokens (default 4096)")
+    parser.add_argument("--gpu", help='GPU model and count: "RTX 4090", "4090x2", "A100-80GB", "8xH20", "M2 Ultra"')
+    parser.add_argument("--ram", type=float, dest="ram_gb", help="system RAM in GB (decimal)")
+    parser.add_argument("--ram-bandwidth", type=float, dest="ram_bandwidth_gbps", help="RAM bandwidth in GB/s")
+    parser.add_argument("--nodes", type=int, default=1, help="identical machines joined with Ray (default 1)")
+    parser.add_argument("--engine", choices=("llama.cpp", "vllm", "sglang"), help="force this engine")
+    parser.add_argument("--json", action="store_true", help="print JSON (a stable contract) instead of tables")
+    parser.add_argument("--hardware-options", action="store_true",
+                        help="list hardware configurations that run MODEL, with expected speed")
+    parser.add_argument("--all", action="store_true", help="also list the rejected models with the reason")
+    parser.set_defaults(func=handle)
+
+
+def _machine(args: argparse.Namespace) -> Any:
+    from bendi.catalog.machines import describe_machine
+    from bendi.hardware.probe import probe
+
+    detected = probe()
+    if args.gpu is None and args.ram_gb is None and args.ram_bandwidth_gbps is None and args.nodes == 1:
+        return detected
+    # A GPU given without --ram keeps this machine's RAM; --ram alone keeps this machine's GPUs.
+    return describe_machine(args.gpu, args.ram_gb, args.ram_bandwidth_gbps, args.nodes, base=detected)
+
+
+def _variant(args: argparse.Namespace) -> Any:
+    from bendi.catalog.catalog import load_catalog
+
+    name = args.model
+    if args.quant:
+        name = f"{name}-{args.quant}" if ":" in name else f"{name}:{load_catalog().resolve(name).tag}-{args.quant}"
+    return load_catalog().resolve(name)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from bendi.catalog.advisor import hardware_options, rank_variants
+    from bendi.catalog.estimate import ModelFacts
+    from bendi.catalog.planner import plan_model
+
+    if args.context_tokens is not None and args.context_tokens < 1:
+        raise UserInputError("--ctx must be a positive number of tokens, e.g. --ctx 8192.")
+    if args.hardware_options:
+        if not args.model:
+            raise UserInputError("--hardware-options needs a MODEL, e.g. bendi plan deepseek-r1:671b --hardware-options")
+        options = hardware_options(_variant(args), args.context_tokens)
+        if args.json:
+            print(json.dumps({"model": args.model, "options": [p.to_json() for p in options]}, indent=2))
+        else:
+            _print_options(args.model, options)
+        return 0
+    machine = _machine(args)
+    if args.model:
+        plan = plan_model(ModelFacts.from_variant(_variant(args)), machine, args.context_tokens, args.engine)
+        if args.json:
+            print(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
+        else:
+            _print_plan(plan)
+        return 0 if plan.fits else 2
+    fitting, rejected = rank_variants(machine, args.context_tokens, args.engine)
+    if args.json:
+        print(json.dumps({"machine": machine.label, "plans": [p.to_json() for p in fitting],
+                          "rejected": [p.to_json() for p in rejected]}, indent=2, ensure_ascii=False))
+    else:
+        _print_ranking(machine.label, fitting, rejected if args.all else [])
+    return 0
+
+
+def _console() -> Any:
+    """Tables stay one row per model when piped (rich would wrap them at 80 columns)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _gb(n: float) -> str:
+    return f"{n / GB:,.1f} GB"
+
+
+def _speed(tps: float) -> str:
+    return f"{tps:,.1f}" if tps else "-"
+
+
+def _print_plan(plan: Any) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"{plan.model} on {plan.machine}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    verdict = "[green]fits 可以运行[/]" if plan.fits else "[red]does not fit 放不下[/]"
+    rows = [
+        ("verdict", verdict), ("engine", plan.engine), ("placement", plan.placement),
+        ("context", f"{plan.context_tokens:,} tokens (largest that fits: {plan.max_context_tokens:,})"),
+        ("weights", _gb(plan.weights_bytes)), ("KV cache", _gb(plan.kv_cache_bytes)),
+        ("total memory", _gb(plan.total_bytes)),
+        ("decode", f"{_speed(plan.decode_tokens_per_s)} tok/s"),
+        ("prefill", f"{_speed(plan.prefill_tokens_per_s)} tok/s"),
+    ]
+    for device in plan.devices:
+        cap = f" of {_gb(device.capacity_bytes)}" if device.capacity_bytes else ""
+        rows.append((f"  {device.device}", f"{_gb(device.total_bytes)}{cap}"))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    console.print(plan.reason)
+    console.print("[dim]GB = 10^9 bytes. Speeds are single-user estimates (see docs/advisor.md).[/]")
+
+
+def _print_ranking(label: str, fitting: list[Any], rejected: list[Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"Models for {label} (best first)", title_justify="left")
+    for column in ("model", "engine", "memory", "max context", "decode tok/s", "placement"):
+        table.add_column(column, justify="right" if column in ("memory", "max context", "decode tok/s") else "left",
+                         no_wrap=column == "model")
+    for plan in fitting:
+        table.add_row(plan.model, plan.engine, _gb(plan.total_bytes), f"{plan.max_context_tokens:,}",
+                      _speed(plan.decode_tokens_per_s), plan.placement)
+    console.print(table)
+    if rejected:
+        console.print("[bold]Does not fit:[/]")
+        for plan in rejected:
+            console.print(f"  {plan.model}: {plan.reason}")
+    console.print("[dim]GB = 10^9 bytes. `bendi plan MODEL` explains one model; --all lists the rejected ones.[/]")
+
+
+def _print_options(model: str, options: list[Any]) -> None:
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"Hardware that runs {model}", title_justify="left")
+    for column in ("machine", "variant", "engine", "memory", "decode tok/s", "placement"):
+        table.add_column(column, no_wrap=column == "variant")
+    for plan in options:
+        table.add_row(plan.machine, plan.model, plan.engine, _gb(plan.total_bytes),
+                      _speed(plan.decode_tokens_per_s), plan.placement)
+    console.print(table)
+    console.print("[dim]Single-user decode estimates; GB = 10^9 bytes.[/]")

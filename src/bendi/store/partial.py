@@ -1,0 +1,111 @@
+"""A partial download on disk: its lock, its progress state, the writer thread, the free-space check."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import queue
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bendi.core.errors import DiskFullError, DownloadError
+
+
+def disk_margin_bytes(size_bytes: int) -> int:
+    """Free space to leave beyond the file itself: 1% plus 64 MiB, so the system keeps breathing."""
+    return size_bytes // 100 + 64 * 1024 * 1024
+
+
+def check_disk_space(folder: Path, needed_bytes: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    want = needed_bytes + disk_margin_bytes(needed_bytes)
+    if free < want:
+        raise DiskFullError(
+            f"Not enough disk space for {what}: it needs {want / 1e9:.2f} GB (with margin) in {folder}, "
+            f"but only {free / 1e9:.2f} GB are free. Free some space (e.g. `bendi rm` an unused model) "
+            "or point BENDI_HOME at a bigger disk."
+        )
+
+
+class Sink:
+    """Writes and hashes chunks on a second thread while the next chunk comes off the socket.
+
+    hashlib and file writes release the GIL, so hashing no longer costs download throughput.
+    """
+
+    def __init__(self, out: Any, state: DownloadState) -> None:
+        self._out, self._state = out, state
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name="bendi-download-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the reader stops at its next put()
+            view = memoryview(chunk)
+            try:
+                while view:
+                    written = self._out.write(view)
+                    self._state.hasher.update(view[:written])
+                    self._state.done += written
+                    view = view[written:]
+            except OSError as exc:
+                self.error = exc
+
+    def put(self, chunk: bytes) -> bool:
+        if self.error is not None:
+            return False
+        self._queue.put(chunk)
+        return True
+
+    def close(self) -> OSError | None:
+        self._queue.put(None)
+        self._thread.join()
+        return self.error
+
+
+@dataclass
+class DownloadState:
+    """Where one file's download stands; mutated in place so a failed attempt loses nothing."""
+
+    done: int
+    hasher: hashlib._Hash
+    total: int | None
+    resumed_from: int
+
+    def restart(self, part: Path) -> None:
+        with open(part, "wb"):
+            pass
+        self.done, self.hasher, self.resumed_from = 0, hashlib.sha256(), 0
+
+
+class DownloadInProgressError(DownloadError):
+    http_status = 409
+    code = "download_in_progress"
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path, what: str) -> Iterator[None]:
+    """One downloader per partial (a CLI pull and a web-UI pull of the same file must not interleave)."""
+    with open(lock_path, "a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DownloadInProgressError(
+                f"Another bendi process is downloading {what} right now; wait for it to finish or stop it."
+            ) from exc
+        try:
+            yield
+        finally:
+            # No partial left (done or discarded): drop the lock file while holding it. A process that
+            # opened it meanwhile fails its LOCK_NB above; one opening it later makes a fresh one.
+            if not lock_path.with_suffix(".part").exists():
+                lock_path.unlink(missing_ok=True)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
