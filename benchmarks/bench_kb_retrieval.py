@@ -109,6 +109,7 @@ def main() -> int:
     parser.add_argument("--full-lecoqa", action="store_true", help="index every article (slow on CPU)")
     parser.add_argument("--cmrc-questions", type=int, default=300)
     parser.add_argument("--cmrc-split", default="trial", choices=("trial", "dev"))
+    parser.add_argument("--cmrc-paragraphs", type=int, help="sample this many paragraphs (default: all)")
     parser.add_argument("--pubmed-questions", type=int, default=200)
     parser.add_argument("--only", choices=("lecoqa", "cmrc", "pubmedqa"))
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -144,8 +145,9 @@ def main() -> int:
                 f"gold + 5 same-law neighbours each side + random, of {len(all_passages)} article chunks")  # fmt: skip
         run("lecoqa", subset, queries, note)
     if args.only in (None, "cmrc"):
-        passages, queries = cmrc(args.cmrc_questions, args.cmrc_split)
-        run("cmrc2018", passages, queries, f"{args.cmrc_split} split, every paragraph indexed")
+        passages, queries = cmrc(args.cmrc_questions, args.cmrc_split, args.cmrc_paragraphs)
+        sample = f"{len(passages)} sampled paragraphs" if args.cmrc_paragraphs else "every paragraph"
+        run("cmrc2018", passages, queries, f"{args.cmrc_split} split, {sample} indexed")
     if args.only in (None, "pubmedqa"):
         passages, queries = pubmedqa(args.pubmed_questions)
         run("pubmedqa", passages, queries, "each question's abstract sections among the sampled abstracts")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from bendi.cli.bench import make_prompt, percentile, run_level
+from bendi.cli.bench import percentile, run_level, second_turn
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path
 
 MODEL = BUNDLED_MODELS[0].name
@@ -79,25 +79,8 @@ def sweep(url: str, levels: list[int], max_tokens: int) -> dict[int, dict[str, f
 
 def second_turn_ttft(url: str) -> tuple[float, float]:
     """TTFT of a first turn with a ~1,000-token history vs the next turn of the same conversation."""
-    history = [{"role": "system", "content": make_prompt(1000, 7)}, {"role": "user", "content": "Summarise."}]
-
-    def ttft(messages: list[dict[str, str]]) -> tuple[float, str]:
-        body = {"model": MODEL, "messages": messages, "max_tokens": 32, "temperature": 0, "stream": True}
-        started, first, text = time.perf_counter(), None, []
-        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as response:
-            for line in response.iter_lines():
-                if line.startswith("data: {"):
-                    for choice in json.loads(line[6:]).get("choices", []):
-                        piece = choice["delta"].get("content") or ""
-                        if piece and first is None:
-                            first = time.perf_counter()
-                        text.append(piece)
-        return (first or time.perf_counter()) - started, "".join(text)
-
-    first_s, answer = ttft(history)
-    history += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the second rule?"}]
-    second_s, _ = ttft(history)
-    return first_s, second_s
+    report = asyncio.run(second_turn(url, MODEL, 1000, None))
+    return report.first_turn_ttft_s, report.second_turn_ttft_s
 
 
 def overload(threads: int) -> dict[str, object]:

@@ -83,15 +83,17 @@ def lecoqa_subset(passages: list[Passage], queries: list[Query], articles: int, 
     return [passages[i] for i in sorted(chosen)]
 
 
-def cmrc(limit_questions: int, split: str = "trial", seed: int = 7) -> tuple[list[Passage], list[Query]]:
+def cmrc(limit_questions: int, split: str = "trial", paragraphs: int | None = None,
+         seed: int = 7) -> tuple[list[Passage], list[Query]]:  # fmt: skip
+    """Paragraphs (a random sample when `paragraphs` is set) and questions about them."""
     data = json.loads((SHARED / f"cmrc2018/cmrc2018_{split}.json").read_text(encoding="utf-8"))["data"]
+    paras = [(article.get("title", ""), para) for article in data for para in article["paragraphs"]]
+    random.Random(seed).shuffle(paras)
     passages, queries = [], []
-    for article in data:
-        for para in article["paragraphs"]:
-            title = article.get("title", "")
-            chunk = Chunk(0, para["context"], None, "", None, 0, len(para["context"]))
-            passages.append(Passage(para["id"], para["id"], title, chunk))
-            queries.extend(Query(qa["question"], frozenset({para["id"]})) for qa in para["qas"])
+    for title, para in paras[:paragraphs] if paragraphs else paras:
+        chunk = Chunk(0, para["context"], None, "", None, 0, len(para["context"]))
+        passages.append(Passage(para["id"], para["id"], title, chunk))
+        queries.extend(Query(qa["question"], frozenset({para["id"]})) for qa in para["qas"])
     random.Random(seed).shuffle(queries)
     return passages, queries[:limit_questions]
 

@@ -18,7 +18,11 @@ NAME = "smollm2:135m"
 
 
 def small(settings: Settings, **changes: object) -> Settings:
-    return settings.model_copy(update={"context_tokens": 256, "parallel_sequences": 2, **changes})
+    # One thread: on a shared 2-core machine, llama.cpp's spinning thread barrier collapses when
+    # other processes take a core; one thread degrades gracefully instead.
+    return settings.model_copy(
+        update={"context_tokens": 256, "parallel_sequences": 2, "threads": 1, **changes}
+    )
 
 
 def pool_for(settings: Settings, **kwargs: object) -> EnginePool:

@@ -10,14 +10,14 @@ import pytest
 
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
-from bendi.engines.messages import ChatMessage, GenerationRequest, SamplingParams, TextDelta
+from bendi.engines.messages import ChatMessage, GenerationRequest, SamplingParams
 
 SYSTEM = "You are a careful assistant for coal-mine safety officers. Answer briefly. " * 6
 
 
 @pytest.fixture()
 def two_slot_engine(smollm2_path: Path) -> Iterator[LlamaCppEngine]:
-    config = ContextConfig(context_tokens=256, sequences=2, batch_tokens=256, threads=2)
+    config = ContextConfig(context_tokens=256, sequences=2, batch_tokens=256, threads=1)
     engine = LlamaCppEngine("smollm2:135m", smollm2_path, config)
     yield engine
     asyncio.run(engine.close())
@@ -47,7 +47,7 @@ def test_a_shared_system_prompt_is_copied_from_a_busy_slot(
     system_tokens = engine.count_tokens(engine.render_chat([ChatMessage("system", SYSTEM)]).text)
     assert cached >= system_tokens - 2
 
-    fresh = LlamaCppEngine("smollm2:135m", smollm2_path, ContextConfig(256, 2, 256, 2))
+    fresh = LlamaCppEngine("smollm2:135m", smollm2_path, ContextConfig(256, 2, 256, 1))
     try:
         reference, first = asyncio.run(collect(fresh, question_b, max_tokens=12, temperature=0))
     finally:

@@ -16,7 +16,10 @@ def client(bendi_server) -> ollama.Client:  # type: ignore[no-untyped-def]
     return ollama.Client(host=bendi_server.base_url)
 
 
-def test_version_tags_and_show(client: ollama.Client) -> None:
+def test_version_tags_and_show(bendi_server, client: ollama.Client) -> None:  # type: ignore[no-untyped-def]
+    assert httpx.head(bendi_server.base_url + "/").status_code == 200  # the ollama CLI's heartbeat
+    version = httpx.get(bendi_server.base_url + "/api/version").json()["version"]
+    assert tuple(int(x) for x in version.split(".")) >= (0, 5, 0)  # clients gate features on it
     assert MODEL in [m.model for m in client.list().models]
     shown = client.show(MODEL)
     assert "completion" in (shown.capabilities or [])

@@ -237,3 +237,14 @@ class FakeHub:
         for server in self._servers:
             server.shutdown()
             server.server_close()
+
+
+if __name__ == "__main__":  # serve files in a separate process (the download benchmark): REPO PATH FILE...
+    import sys
+
+    with FakeHub(with_cdn=False) as standalone:
+        repo, *pairs = sys.argv[1:]
+        for path_in_repo, file in zip(pairs[::2], pairs[1::2], strict=True):
+            standalone.state.add(repo, path_in_repo, Path(file))
+        print(standalone.endpoint, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin

@@ -138,3 +138,20 @@ def test_pull_of_an_unknown_catalog_name_suggests_what_to_do(bendi_home, capsys)
     code, _, err = _run(capsys, "pull", "deepseek-r9:7b")
     assert code == 1 and "catalog" in err
     assert Path(bendi_home).is_dir()
+
+
+def test_a_tampered_manifest_is_reported_not_followed(bendi_home, tmp_path, capsys):
+    source = write_gguf(tmp_path / "ok.gguf", 10_000)
+    assert _run(capsys, "import", str(source), "--name", "victim")[0] == 0
+    manifest = DataPaths(bendi_home).manifests / "victim" / "latest.json"
+    data = json.loads(manifest.read_text())
+    data["files"][0]["file_name"] = "../../../../etc/passwd"
+    manifest.write_text(json.dumps(data))
+    (DataPaths(bendi_home).manifests / "bad name!").mkdir()
+    (DataPaths(bendi_home).manifests / "bad name!" / "x.json").write_text("{}")
+    code, out, _ = _run(capsys, "list", "--json")
+    assert code == 0 and "victim:latest" not in {r["name"] for r in json.loads(out)}
+    code, _, err = _run(capsys, "show", "victim")
+    assert code == 1 and "damaged" in err
+    assert _run(capsys, "rm", "victim")[0] == 0
+    assert not manifest.exists()

@@ -42,7 +42,7 @@ def _parse_or_reject(path: Path) -> None:
         assert isinstance(result, GgufInfo)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_real_headers_are_read_or_rejected_never_crash(tmp_path, header, smollm2_path, data):
     # The real file is ~98 MB; mutate a copy of its first part and pad it back to full size, so

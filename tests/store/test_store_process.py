@@ -62,6 +62,28 @@ def test_pull_resumes_after_the_downloader_is_killed(hub, hub_settings, bendi_ho
     assert _sha(installed.path) == _sha(source)
 
 
+def test_ctrl_c_stops_the_pull_and_keeps_a_resumable_partial(hub, hub_settings, bendi_home, tmp_path):
+    source = write_gguf(tmp_path / "up" / FILE, 4_000_000, seed=6)
+    hub.state.add(REPO, FILE, source)
+    hub.state.throttle_bytes_per_s = 2_000_000
+    proc = subprocess.Popen([BENDI, "pull", REF], env=_env(hub, bendi_home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    partials = bendi_home / "models" / "partial"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+        p.stat().st_size > 300_000 for p in partials.glob("*.part")
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
+    kept = next(partials.glob("*.part")).stat().st_size
+    hub.state.throttle_bytes_per_s = None
+    installed = Store(hub_settings).pull(REF)
+    assert _blob_gets(hub)[-1] == f"bytes={kept}-"
+    assert _sha(installed.path) == _sha(source)
+
+
 def test_disk_full_mid_download_is_a_clear_error_and_keeps_the_partial(
     hub, hub_settings, bendi_home, tmp_path
 ):
@@ -122,7 +144,7 @@ def test_real_model_served_by_the_hub_is_pulled_listed_shown_and_chatted_with(hu
 
     ran = subprocess.run(
         [BENDI, "run", "smollm2-135m-instruct-q4_1", "--prompt", "What is the capital of France?",
-         "--max-tokens", "24", "--temperature", "0", "--threads", "2", "--ctx", "512"],
+         "--max-tokens", "12", "--temperature", "0", "--threads", "2", "--ctx", "512"],
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stderr

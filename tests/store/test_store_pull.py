@@ -13,9 +13,8 @@ from ggufmaker import write_gguf
 
 from bendi.core.errors import DownloadError, IntegrityError
 from bendi.core.settings import Settings
-from bendi.store.download import DownloadCancelled
 from bendi.store.hosts import DisallowedHostError
-from bendi.store.partial import DownloadInProgressError
+from bendi.store.partial import DownloadCancelled, DownloadInProgressError
 from bendi.store.resolve import resolve_model
 from bendi.store.sources import RemoteNotFoundError
 from bendi.store.store import PullProgress, Store

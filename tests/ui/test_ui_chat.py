@@ -67,7 +67,7 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
     box.send_keys(Keys.ENTER)
     wait_for(
         lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant.streaming .md").text.strip(),
-        60,
+        120,
         "first tokens",
     )
     browser.find_element(By.ID, "stop").click()
@@ -95,7 +95,7 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
         ]
         return messages if len(messages) == 2 and messages[0]["content"] == "Say hi." else None
 
-    after = wait_for(resent, 90, "the new answer to be saved")
+    after = wait_for(resent, 180, "the new answer to be saved")
     wait_for(
         lambda: browser.find_element(By.CSS_SELECTOR, f".msg.assistant[data-id='{after[1]['id']}']"),
         10,
@@ -110,7 +110,7 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
         ]
         return messages if len(messages) == 2 and messages[1]["id"] != after[1]["id"] else None
 
-    again = wait_for(regenerated, 90, "the regenerated answer")
+    again = wait_for(regenerated, 180, "the regenerated answer")
     assert again[0]["id"] == after[0]["id"]
     assert [m["content"] for m in after if m["role"] == "user"] == ["Say hi."]
     assert first_answer_id not in [m["id"] for m in after] and len(after) == 2
@@ -171,7 +171,9 @@ def test_language_switch_and_settings_snippets(ui_server: Any, browser_factory: 
     assert english.find_element(By.ID, "send").text == "发送"  # the choice is remembered
 
 
-def test_phone_layout_hides_sidebar_behind_menu(ui_server: Any, browser_factory: Any, artifacts: Path) -> None:
+def test_phone_layout_hides_sidebar_behind_menu(
+    ui_server: Any, browser_factory: Any, artifacts: Path
+) -> None:
     phone = browser_factory("zh-CN")
     phone.set_window_size(390, 844)
     open_app(phone, ui_server.base_url, "#/settings")

@@ -28,20 +28,24 @@ def _available_bytes(plan: Plan) -> int:
     return sum(d.capacity_bytes for d in plan.devices)
 
 
-def check_fit(model: ModelFacts, context_tokens: int, hardware: HardwareProfile,
-              already_loaded_bytes: int = 0) -> FitVerdict:
+def check_fit(
+    model: ModelFacts, context_tokens: int, hardware: HardwareProfile, already_loaded_bytes: int = 0
+) -> FitVerdict:
     """Would llama.cpp load `model` with `context_tokens` on `hardware` next to what is already loaded?"""
     plan = plan_model(model, hardware, context_tokens, "llama.cpp", already_loaded_bytes)
     if plan.fits:
         return FitVerdict(True, plan.total_bytes, _available_bytes(plan), plan.reason)
     alternatives = tuple(
-        p.model for p in fitting_variants(hardware, context_tokens, already_loaded_bytes)
+        p.model
+        for p in fitting_variants(hardware, context_tokens, already_loaded_bytes)
         if p.model != model.name
     )[:MAX_ALTERNATIVES]
     hint = f" Models that fit: {', '.join(alternatives)}." if alternatives else ""
-    reason = (f"{model.name} needs about {gb(plan.total_bytes)} at {plan.context_tokens} tokens of context, "
-              f"but only {gb(_available_bytes(plan))} is free. {plan.reason}{hint} "
-              "Pass --force to load it anyway.")
+    reason = (
+        f"{model.name} needs about {gb(plan.total_bytes)} at {plan.context_tokens} tokens of context, "
+        f"but only {gb(_available_bytes(plan))} is free. {plan.reason}{hint} "
+        "Pass --force to load it anyway."
+    )
     return FitVerdict(False, plan.total_bytes, _available_bytes(plan), reason, alternatives)
 
 
@@ -59,38 +63,78 @@ def _rank_key(plan: Plan) -> tuple[int, float, int, float]:
     return (0 if usable else 1, -plan.params_b, -quality_tier(plan), -plan.decode_tokens_per_s)
 
 
-def rank_variants(hardware: HardwareProfile, context_tokens: int | None = None, engine: str | None = None,
-                  variants: list[ModelVariant] | None = None) -> tuple[list[Plan], list[Plan]]:
+def rank_variants(
+    hardware: HardwareProfile,
+    context_tokens: int | None = None,
+    engine: str | None = None,
+    variants: list[ModelVariant] | None = None,
+) -> tuple[list[Plan], list[Plan]]:
     """(ranked plans that fit: biggest model at a usable speed first, then slow ones; rejected plans)."""
-    plans = [plan_model(ModelFacts.from_variant(v), hardware, context_tokens, engine)
-             for v in (variants if variants is not None else load_catalog().variants())]
+    plans = [
+        plan_model(ModelFacts.from_variant(v), hardware, context_tokens, engine)
+        for v in (variants if variants is not None else load_catalog().variants())
+    ]
     fitting = sorted((p for p in plans if p.fits), key=_rank_key)
     rejected = sorted((p for p in plans if not p.fits), key=lambda p: (p.params_b, p.weights_bytes))
     return fitting, rejected
 
 
-def fitting_variants(hardware: HardwareProfile, context_tokens: int, already_loaded_bytes: int = 0) -> list[Plan]:
+def fitting_variants(
+    hardware: HardwareProfile, context_tokens: int, already_loaded_bytes: int = 0
+) -> list[Plan]:
     """llama.cpp-runnable catalog variants that fit, best first (for "variants that would fit" hints)."""
-    plans = [plan_model(ModelFacts.from_variant(v), hardware, context_tokens, "llama.cpp", already_loaded_bytes)
-             for v in load_catalog().variants() if v.format == "gguf"]
+    plans = [
+        plan_model(ModelFacts.from_variant(v), hardware, context_tokens, "llama.cpp", already_loaded_bytes)
+        for v in load_catalog().variants()
+        if v.format == "gguf"
+    ]
     return sorted((p for p in plans if p.fits), key=_rank_key)
 
 
 # Candidate machines for "what hardware runs this model?", cheapest first.
 HARDWARE_OPTIONS: tuple[dict[str, object], ...] = (
     {"label": "desktop: 32 GB RAM, no GPU", "ram_gb": 32, "ram_bandwidth_gbps": 89.6},
-    {"label": "desktop: RTX 4060 8 GB + 32 GB RAM", "gpu": "RTX 4060", "ram_gb": 32, "ram_bandwidth_gbps": 89.6},
-    {"label": "desktop: RTX 4090 24 GB + 64 GB RAM", "gpu": "RTX 4090", "ram_gb": 64, "ram_bandwidth_gbps": 89.6},
-    {"label": "workstation: 2x RTX 4090 + 128 GB RAM", "gpu": "RTX 4090x2", "ram_gb": 128, "ram_bandwidth_gbps": 89.6},
+    {
+        "label": "desktop: RTX 4060 8 GB + 32 GB RAM",
+        "gpu": "RTX 4060",
+        "ram_gb": 32,
+        "ram_bandwidth_gbps": 89.6,
+    },
+    {
+        "label": "desktop: RTX 4090 24 GB + 64 GB RAM",
+        "gpu": "RTX 4090",
+        "ram_gb": 64,
+        "ram_bandwidth_gbps": 89.6,
+    },
+    {
+        "label": "workstation: 2x RTX 4090 + 128 GB RAM",
+        "gpu": "RTX 4090x2",
+        "ram_gb": 128,
+        "ram_bandwidth_gbps": 89.6,
+    },
     {"label": "Mac Studio M2 Ultra 192 GB", "gpu": "M2 Ultra", "ram_gb": 192},
-    {"label": "server: RTX 4090 24 GB + 512 GB RAM (12-channel DDR5)", "gpu": "RTX 4090", "ram_gb": 512,
-     "ram_bandwidth_gbps": 460.8},
+    {
+        "label": "server: RTX 4090 24 GB + 512 GB RAM (12-channel DDR5)",
+        "gpu": "RTX 4090",
+        "ram_gb": 512,
+        "ram_bandwidth_gbps": 460.8,
+    },
     {"label": "Mac Studio M3 Ultra 512 GB", "gpu": "M3 Ultra", "ram_gb": 512},
-    {"label": "server: 2x H100 80 GB + 64 GB RAM", "gpu": "H100x2", "ram_gb": 64, "ram_bandwidth_gbps": 307.2},
+    {
+        "label": "server: 2x H100 80 GB + 64 GB RAM",
+        "gpu": "H100x2",
+        "ram_gb": 64,
+        "ram_bandwidth_gbps": 307.2,
+    },
     {"label": "server: 8x H20 96 GB", "gpu": "H20x8", "ram_gb": 1024, "ram_bandwidth_gbps": 307.2},
     {"label": "server: 8x H200 141 GB", "gpu": "H200x8", "ram_gb": 2048, "ram_bandwidth_gbps": 614.4},
-    {"label": "2 nodes of 8x A100 80 GB (Ray)", "gpu": "A100-80GBx8", "ram_gb": 1024, "ram_bandwidth_gbps": 307.2,
-     "nodes": 2},
+    {
+        "label": "2 nodes of 8x A100 80 GB (Ray)",
+        "gpu": "A100-80GBx8",
+        "ram_gb": 1024,
+        "ram_bandwidth_gbps": 307.2,
+        "nodes": 2,
+    },
 )
 
 

@@ -126,14 +126,25 @@ def _build_variants(family: FamilySpec) -> list[ModelVariant]:
         for v in specs:
             exact = v.size_bytes is not None
             size_bytes = v.size_bytes if v.size_bytes is not None else round((v.size_gb or 0) * GB)
-            out.append(ModelVariant(
-                name=f"{family.family}:{tag}-{_ollama_quant(v.quant)}",
-                family=family.family, tag=tag, display_name=model.display_name, params_b=model.params_b,
-                quant=v.quant, file_bytes=size_bytes, files=_variant_files(model, v, size_bytes, exact),
-                hf_repo=v.hf_repo or model.hf_repo, modelscope_repo=v.modelscope_repo or model.modelscope_repo,
-                format=v.format, architecture=arch, license=family.license, reasoning=family.reasoning,
-                source=model.source,
-            ))
+            out.append(
+                ModelVariant(
+                    name=f"{family.family}:{tag}-{_ollama_quant(v.quant)}",
+                    family=family.family,
+                    tag=tag,
+                    display_name=model.display_name,
+                    params_b=model.params_b,
+                    quant=v.quant,
+                    file_bytes=size_bytes,
+                    files=_variant_files(model, v, size_bytes, exact),
+                    hf_repo=v.hf_repo or model.hf_repo,
+                    modelscope_repo=v.modelscope_repo or model.modelscope_repo,
+                    format=v.format,
+                    architecture=arch,
+                    license=family.license,
+                    reasoning=family.reasoning,
+                    source=model.source,
+                )
+            )
     return out
 
 
@@ -164,8 +175,10 @@ class Catalog:
         self._specs = {f.family: f for f in families}
 
     def families(self) -> list[Family]:
-        return [Family(f.family, f.display_name, f.license, f.reasoning, f.default_tag, tuple(f.models))
-                for f in self._families]
+        return [
+            Family(f.family, f.display_name, f.license, f.reasoning, f.default_tag, tuple(f.models))
+            for f in self._families
+        ]
 
     def variants(self) -> list[ModelVariant]:
         return list(self._variants)
@@ -200,8 +213,10 @@ class Catalog:
         choices += [f"{f}:{a}" for (f, a) in self._aliases]
         close = difflib.get_close_matches(raw.lower(), [c.lower() for c in choices], n=4, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        return (f"{raw!r} is not in the model catalog.{hint} Run `bendi plan` to list the models "
-                "and which fit this machine.")
+        return (
+            f"{raw!r} is not in the model catalog.{hint} Run `bendi plan` to list the models "
+            "and which fit this machine."
+        )
 
 
 @lru_cache(maxsize=1)
@@ -217,5 +232,14 @@ def load_catalog() -> Catalog:
     return Catalog(families)
 
 
-__all__ = ["Architecture", "ArchitectureSpec", "Catalog", "CatalogError", "Family", "ModelFile",
-           "ModelVariant", "load_catalog", "parse_family"]
+__all__ = [
+    "Architecture",
+    "ArchitectureSpec",
+    "Catalog",
+    "CatalogError",
+    "Family",
+    "ModelFile",
+    "ModelVariant",
+    "load_catalog",
+    "parse_family",
+]

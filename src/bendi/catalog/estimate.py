@@ -19,11 +19,22 @@ GIB = 2**30
 
 # Bytes per element of llama.cpp cache types: block formats carry a 2-byte scale (and min) per 32.
 CACHE_TYPE_BYTES: dict[str, float] = {
-    "f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q5_1": 24 / 32, "q5_0": 22 / 32,
-    "q4_1": 20 / 32, "q4_0": 18 / 32, "iq4_nl": 18 / 32,
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+    "iq4_nl": 18 / 32,
 }
 DEFAULT_UBATCH_TOKENS = 512
-CPU_RUNTIME_OVERHEAD_BYTES = 8 * MIB  # output buffer, graph metadata, scheduler
+CPU_RUNTIME_OVERHEAD_BYTES = 8 * MIB  # output buffer, graph metadata, scheduler, thread pool
+VOCAB_ENTRY_BYTES = 400  # llama.cpp's per-token vocab structures (text, score, merge ranks) in RAM
+# Without flash attention the KQ scores and their softmax partly coexist: 1.5x one KQ tensor is resident
+# (fitted on the bundled model's RSS, benchmarks/bench_advisor_memory.py; see docs/advisor.md).
+RESIDENT_ATTENTION_FACTOR = 1.5
 CUDA_CONTEXT_BYTES = 400 * MIB  # CUDA context + cuBLAS workspace, per GPU, not in llama.cpp's logs
 VLLM_ACTIVATION_BYTES = 3 * GIB  # activations + CUDA graphs at vLLM's default max_num_batched_tokens
 VLLM_MEMORY_UTILIZATION = 0.90  # vLLM's gpu_memory_utilization default
@@ -42,8 +53,14 @@ class ModelFacts:
 
     @classmethod
     def from_variant(cls, variant: ModelVariant) -> ModelFacts:
-        return cls(variant.name, variant.file_bytes, variant.params_b, variant.architecture,
-                   variant.quant, variant.format)
+        return cls(
+            variant.name,
+            variant.file_bytes,
+            variant.params_b,
+            variant.architecture,
+            variant.quant,
+            variant.format,
+        )
 
     @property
     def bits_per_weight(self) -> float:
@@ -66,8 +83,13 @@ class ModelFacts:
         return max(rest, 0) // self.architecture.n_layers
 
 
-def model_facts_from_gguf(metadata: Mapping[str, Any], file_bytes: int, name: str,
-                          params: int | None = None) -> ModelFacts:
+def model_facts_from_gguf(
+    metadata: Mapping[str, Any],
+    file_bytes: int,
+    name: str,
+    params: int | None = None,
+    tied_embeddings: bool = False,
+) -> ModelFacts:
     """Facts from a GGUF header's key/values (as any GGUF reader returns them) and the file size.
 
     The caller reads the header (bendi.store.gguf); the catalog stays below the store layer.
@@ -88,15 +110,23 @@ def model_facts_from_gguf(metadata: Mapping[str, Any], file_bytes: int, name: st
     vocab = num("vocab_size", len(tokens) if isinstance(tokens, list | tuple) else 32000)
     kv_lora = num("attention.kv_lora_rank", 0)
     architecture = Architecture(
-        arch=arch, n_layers=num("block_count"), n_embd=n_embd, n_head=n_head,
+        arch=arch,
+        n_layers=num("block_count"),
+        n_embd=n_embd,
+        n_head=n_head,
         n_head_kv=num("attention.head_count_kv", n_head),
-        head_dim_k=num("attention.key_length", head_dim), head_dim_v=num("attention.value_length", head_dim),
-        n_ff=num("feed_forward_length", 4 * n_embd), vocab_size=vocab,
+        head_dim_k=num("attention.key_length", head_dim),
+        head_dim_v=num("attention.value_length", head_dim),
+        n_ff=num("feed_forward_length", 4 * n_embd),
+        vocab_size=vocab,
         max_context_tokens=num("context_length", 4096),
-        tied_embeddings="output.weight" not in metadata.get("_tensor_names", ("output.weight",)),
-        kv_lora_rank=kv_lora, qk_rope_head_dim=num("rope.dimension_count", 64) if kv_lora else 0,
-        n_expert=num("expert_count", 0), n_expert_used=num("expert_used_count", 0),
-        n_expert_shared=num("expert_shared_count", 0), n_dense_layers=num("leading_dense_block_count", 0),
+        tied_embeddings=tied_embeddings,
+        kv_lora_rank=kv_lora,
+        qk_rope_head_dim=num("rope.dimension_count", 64) if kv_lora else 0,
+        n_expert=num("expert_count", 0),
+        n_expert_used=num("expert_used_count", 0),
+        n_expert_shared=num("expert_shared_count", 0),
+        n_dense_layers=num("leading_dense_block_count", 0),
         n_ff_expert=num("expert_feed_forward_length", 0),
     )
     if params is None:  # no tensor count given: assume ~4.8 bits per weight (Q4_K_M)
@@ -108,11 +138,14 @@ def cache_type_bytes(cache_type: str) -> float:
     try:
         return CACHE_TYPE_BYTES[cache_type.lower()]
     except KeyError:
-        raise UserInputError(f"Unknown KV cache type {cache_type!r}; use one of {', '.join(CACHE_TYPE_BYTES)}.") from None
+        raise UserInputError(
+            f"Unknown KV cache type {cache_type!r}; use one of {', '.join(CACHE_TYPE_BYTES)}."
+        ) from None
 
 
-def kv_bytes_per_token(arch: Architecture, cache_type_k: str = "f16", cache_type_v: str = "f16",
-                       mla_latent: bool = True) -> float:
+def kv_bytes_per_token(
+    arch: Architecture, cache_type_k: str = "f16", cache_type_v: str = "f16", mla_latent: bool = True
+) -> float:
     """KV cache bytes per context token over all layers.
 
     MLA models cache one latent row (kv_lora_rank + rope dims) per layer and no separate V when the
@@ -125,7 +158,9 @@ def kv_bytes_per_token(arch: Architecture, cache_type_k: str = "f16", cache_type
     return arch.n_layers * arch.n_head_kv * (arch.head_dim_k * bk + arch.head_dim_v * bv)
 
 
-def compute_buffer_bytes(arch: Architecture, context_tokens: int, ubatch_tokens: int = DEFAULT_UBATCH_TOKENS) -> int:
+def compute_buffer_bytes(
+    arch: Architecture, context_tokens: int, ubatch_tokens: int = DEFAULT_UBATCH_TOKENS
+) -> int:
     """llama.cpp's graph buffer: the larger of the logits path and the attention-scores path.
 
     4 B x ubatch x max(n_embd + vocab, 1 + 2 n_embd + ctx (1 + n_head)); matches llama.cpp's log for
@@ -135,6 +170,23 @@ def compute_buffer_bytes(arch: Architecture, context_tokens: int, ubatch_tokens:
     logits = arch.n_embd + arch.vocab_size
     attention = 1 + 2 * arch.n_embd + context_tokens * (1 + arch.n_head)
     return 4 * ub * max(logits, attention) + 1 * MIB
+
+
+def resident_compute_bytes(
+    arch: Architecture, context_tokens: int, ubatch_tokens: int = DEFAULT_UBATCH_TOKENS
+) -> int:
+    """What of the CPU graph buffer is actually touched (RAM is committed lazily; VRAM is not).
+
+    A full context with logits for one token per sequence: the attention scores dominate; the
+    ubatch x vocab logits rows the allocator reserves are never written.
+    """
+    ub = min(ubatch_tokens, context_tokens)
+    attention = 1 + 2 * arch.n_embd + RESIDENT_ATTENTION_FACTOR * context_tokens * (1 + arch.n_head)
+    return int(4 * ub * attention)
+
+
+def cpu_runtime_bytes(arch: Architecture) -> int:
+    return CPU_RUNTIME_OVERHEAD_BYTES + arch.vocab_size * VOCAB_ENTRY_BYTES
 
 
 @dataclass(frozen=True)
@@ -185,10 +237,16 @@ class MemoryEstimate:
         return all(d.fits for d in self.devices)
 
 
-def llamacpp_memory(facts: ModelFacts, context_tokens: int, gpu_layers: int = 0,
-                    gpu_capacity_bytes: Sequence[int] = (), ram_capacity_bytes: int = 0,
-                    cache_type_k: str = "f16", cache_type_v: str = "f16",
-                    experts_on_cpu: bool = False) -> MemoryEstimate:
+def llamacpp_memory(
+    facts: ModelFacts,
+    context_tokens: int,
+    gpu_layers: int = 0,
+    gpu_capacity_bytes: Sequence[int] = (),
+    ram_capacity_bytes: int = 0,
+    cache_type_k: str = "f16",
+    cache_type_v: str = "f16",
+    experts_on_cpu: bool = False,
+) -> MemoryEstimate:
     """llama.cpp placement: the first `gpu_layers` blocks split over GPUs by capacity (its default
     --tensor-split), the rest and token_embd on the CPU; `experts_on_cpu` is `-ot exps=CPU`."""
     a = facts.architecture
@@ -210,14 +268,36 @@ def llamacpp_memory(facts: ModelFacts, context_tokens: int, gpu_layers: int = 0,
             weights = int(share * layer * (1 - expert_share))
             if full_offload and i == n_gpus - 1:
                 weights += facts.output_bytes  # llama.cpp puts the output matrix with the last block
-            devices.append(DeviceUse(f"gpu{i}", weights, int(share * kv_layer),
-                                     compute if gpu_layers else 0, CUDA_CONTEXT_BYTES, cap))
+            devices.append(
+                DeviceUse(
+                    f"gpu{i}",
+                    weights,
+                    int(share * kv_layer),
+                    compute if gpu_layers else 0,
+                    CUDA_CONTEXT_BYTES,
+                    cap,
+                )
+            )
     cpu_weights = facts.embedding_bytes + cpu_layers * layer + int(gpu_layers * layer * expert_share)
     if not full_offload:
         cpu_weights += facts.output_bytes
-    cpu_compute = compute if gpu_layers == 0 else min(compute, 4 * DEFAULT_UBATCH_TOKENS * a.n_embd * 8)
-    devices.insert(0, DeviceUse("cpu", cpu_weights, int(cpu_layers * kv_layer), cpu_compute,
-                                CPU_RUNTIME_OVERHEAD_BYTES, ram_capacity_bytes))
+    # RAM is committed when touched, so the CPU side counts the resident graph, not the reservation.
+    cpu_compute = (
+        resident_compute_bytes(a, context_tokens)
+        if gpu_layers == 0
+        else 4 * DEFAULT_UBATCH_TOKENS * a.n_embd * 8
+    )
+    devices.insert(
+        0,
+        DeviceUse(
+            "cpu",
+            cpu_weights,
+            int(cpu_layers * kv_layer),
+            cpu_compute,
+            cpu_runtime_bytes(a),
+            ram_capacity_bytes,
+        ),
+    )
     return MemoryEstimate(context_tokens, tuple(devices))
 
 
@@ -238,8 +318,14 @@ def non_expert_bits(facts: ModelFacts) -> float:
     return 5.5 if facts.quant.upper().startswith("UD-") else facts.bits_per_weight
 
 
-def sharded_memory(facts: ModelFacts, context_tokens: int, tensor_parallel: int, pipeline_parallel: int,
-                   gpu_capacity_bytes: int, concurrent_sequences: int = 1) -> MemoryEstimate:
+def sharded_memory(
+    facts: ModelFacts,
+    context_tokens: int,
+    tensor_parallel: int,
+    pipeline_parallel: int,
+    gpu_capacity_bytes: int,
+    concurrent_sequences: int = 1,
+) -> MemoryEstimate:
     """vLLM / SGLang: weights split over tp x pp GPUs; the MLA latent cache is replicated per TP rank."""
     a = facts.architecture
     shards = tensor_parallel * pipeline_parallel
@@ -247,8 +333,14 @@ def sharded_memory(facts: ModelFacts, context_tokens: int, tensor_parallel: int,
     kv_per_gpu = kv_total / pipeline_parallel / (1 if a.is_mla else min(tensor_parallel, a.n_head_kv))
     usable = int(gpu_capacity_bytes * VLLM_MEMORY_UTILIZATION)
     devices = tuple(
-        DeviceUse(f"gpu{i}", facts.weights_bytes // shards, int(kv_per_gpu), VLLM_ACTIVATION_BYTES,
-                  CUDA_CONTEXT_BYTES, usable)
+        DeviceUse(
+            f"gpu{i}",
+            facts.weights_bytes // shards,
+            int(kv_per_gpu),
+            VLLM_ACTIVATION_BYTES,
+            CUDA_CONTEXT_BYTES,
+            usable,
+        )
         for i in range(shards)
     )
     return MemoryEstimate(context_tokens, devices)

@@ -52,19 +52,39 @@ GPU_SPECS: tuple[GpuSpec, ...] = (
     # NVIDIA data centre
     GpuSpec("V100", "nvidia", 32, 900, 125, ("v10032gb",), datacenter=True, nvlink=True),
     GpuSpec("A100 40GB", "nvidia", 40, 1555, 312, ("a10040gb", "a10040g"), datacenter=True, nvlink=True),
-    GpuSpec("A100 80GB", "nvidia", 80, 2039, 312, ("a100", "a10080gb", "a10080g", "a100sxm"), datacenter=True, nvlink=True),
+    GpuSpec(
+        "A100 80GB",
+        "nvidia",
+        80,
+        2039,
+        312,
+        ("a100", "a10080gb", "a10080g", "a100sxm"),
+        datacenter=True,
+        nvlink=True,
+    ),
     GpuSpec("A800", "nvidia", 80, 2039, 312, ("a80080gb",), datacenter=True, nvlink=True),
     GpuSpec("L20", "nvidia", 48, 864, 119, (), datacenter=True),
     GpuSpec("L40S", "nvidia", 48, 864, 362, (), datacenter=True),
     GpuSpec("H100 PCIe", "nvidia", 80, 2000, 756, ("h100pcie80gb",), datacenter=True),
-    GpuSpec("H100", "nvidia", 80, 3350, 989, ("h100sxm", "h10080gb", "h100sxm580gb"), datacenter=True, nvlink=True),
+    GpuSpec(
+        "H100", "nvidia", 80, 3350, 989, ("h100sxm", "h10080gb", "h100sxm580gb"), datacenter=True, nvlink=True
+    ),
     GpuSpec("H800", "nvidia", 80, 3350, 989, (), datacenter=True, nvlink=True),
     GpuSpec("H20", "nvidia", 96, 4000, 148, ("h2096gb",), datacenter=True, nvlink=True),
     GpuSpec("H20 141GB", "nvidia", 141, 4800, 148, ("h20141gb",), datacenter=True, nvlink=True),
     GpuSpec("H200", "nvidia", 141, 4800, 989, ("h200sxm", "h200141gb"), datacenter=True, nvlink=True),
     GpuSpec("B200", "nvidia", 183, 8000, 2250, ("b200183gb", "b200180gb"), datacenter=True, nvlink=True),
     # Chinese accelerators: Ascend 910B bandwidth is disputed (1.6 vs 2.0 TB/s); we take the lower.
-    GpuSpec("Ascend 910B", "ascend", 64, 1600, 320, ("910b", "ascend910b", "huawei910b"), datacenter=True, nvlink=True),
+    GpuSpec(
+        "Ascend 910B",
+        "ascend",
+        64,
+        1600,
+        320,
+        ("910b", "ascend910b", "huawei910b"),
+        datacenter=True,
+        nvlink=True,
+    ),
     # AMD consumer (Vulkan / ROCm in llama.cpp)
     GpuSpec("RX 5500 XT", "amd", 4, 224, 10, ("5500xt", "rx5500xt4gb")),
     GpuSpec("RX 6500 XT", "amd", 4, 144, 18, ("6500xt",)),
@@ -84,9 +104,17 @@ GPU_SPECS: tuple[GpuSpec, ...] = (
 
 # RAM: GB/s per channel = 8 bytes x MT/s. Desktops have 2 channels, workstations 4-8, servers 8-12.
 RAM_TYPES_MTPS: dict[str, int] = {
-    "DDR4-2400": 2400, "DDR4-2666": 2666, "DDR4-3200": 3200, "DDR4-3600": 3600,
-    "DDR5-4800": 4800, "DDR5-5200": 5200, "DDR5-5600": 5600, "DDR5-6000": 6000, "DDR5-6400": 6400,
-    "LPDDR5-6400": 6400, "LPDDR5X-8533": 8533,
+    "DDR4-2400": 2400,
+    "DDR4-2666": 2666,
+    "DDR4-3200": 3200,
+    "DDR4-3600": 3600,
+    "DDR5-4800": 4800,
+    "DDR5-5200": 5200,
+    "DDR5-5600": 5600,
+    "DDR5-6000": 6000,
+    "DDR5-6400": 6400,
+    "LPDDR5-6400": 6400,
+    "LPDDR5X-8533": 8533,
 }
 DEFAULT_RAM_BANDWIDTH_GBPS = 51.2  # dual-channel DDR4-3200, the commonest desktop when nothing is known
 
@@ -137,7 +165,7 @@ def parse_gpu_request(text: str) -> tuple[GpuSpec, int]:
     spec = find_gpu_spec(raw)
     if spec is None:
         known = ", ".join(s.key for s in GPU_SPECS)
-        raise UserInputError(f"Unknown GPU {text!r}. Known names: {known}. Write e.g. --gpu \"RTX 4090x2\".")
+        raise UserInputError(f'Unknown GPU {text!r}. Known names: {known}. Write e.g. --gpu "RTX 4090x2".')
     if count < 1 or count > 64:
         raise UserInputError(f"GPU count {count} is out of range (1-64).")
     return spec, count

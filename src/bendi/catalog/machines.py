@@ -13,12 +13,19 @@ OS_RESERVE_MIN_BYTES = 2 * GIB
 GPU_RESERVE_BYTES = 300 * 2**20  # display / driver use on a hypothetical GPU
 
 
-def describe_machine(gpu: str | None = None, ram_gb: float | None = None,
-                     ram_bandwidth_gbps: float | None = None, nodes: int = 1, label: str | None = None,
-                     base: HardwareProfile | None = None) -> HardwareProfile:
+def describe_machine(
+    gpu: str | None = None,
+    ram_gb: float | None = None,
+    ram_bandwidth_gbps: float | None = None,
+    nodes: int = 1,
+    label: str | None = None,
+    base: HardwareProfile | None = None,
+) -> HardwareProfile:
     """A hypothetical machine; fields not given come from `base` (the detected machine) when present."""
     if ram_gb is not None and not 0 < ram_gb <= 16384:
-        raise UserInputError(f"--ram {ram_gb} GB is out of range; give the machine's RAM in GB, e.g. --ram 64.")
+        raise UserInputError(
+            f"--ram {ram_gb} GB is out of range; give the machine's RAM in GB, e.g. --ram 64."
+        )
     if nodes < 1 or nodes > 64:
         raise UserInputError(f"--nodes {nodes} is out of range (1-64).")
     gpus: tuple[GpuInfo, ...] = base.gpus if base is not None and gpu is None else ()
@@ -28,11 +35,20 @@ def describe_machine(gpu: str | None = None, ram_gb: float | None = None,
         if spec.unified_memory:
             unified_total = int((ram_gb or spec.memory_gb) * GB)
             share = 0.70 if unified_total <= 36 * GIB else 0.78  # Metal's default working-set limit
-            gpus = (GpuInfo(spec.key, "apple", int(unified_total * share), int(unified_total * share),
-                            unified_memory=True),)
+            gpus = (
+                GpuInfo(
+                    spec.key,
+                    "apple",
+                    int(unified_total * share),
+                    int(unified_total * share),
+                    unified_memory=True,
+                ),
+            )
         else:
             per_gpu = spec.memory_bytes
-            gpus = tuple(GpuInfo(spec.key, spec.vendor, per_gpu, per_gpu - GPU_RESERVE_BYTES) for _ in range(count))
+            gpus = tuple(
+                GpuInfo(spec.key, spec.vendor, per_gpu, per_gpu - GPU_RESERVE_BYTES) for _ in range(count)
+            )
     if ram_gb is not None:
         ram_total = int(ram_gb * GB)
         ram_available = ram_total - max(OS_RESERVE_MIN_BYTES, int(ram_total * OS_RESERVE_FRACTION))
@@ -48,12 +64,17 @@ def describe_machine(gpu: str | None = None, ram_gb: float | None = None,
         cpu = CpuInfo(gpus[0].name, 12, 12, ("neon", "dotprod"), "arm64")
     parts = [gpu or "", f"{ram_gb:g} GB RAM" if ram_gb else ""]
     return HardwareProfile(
-        cpu=cpu, ram_total_bytes=ram_total, ram_available_bytes=max(ram_available, 0), gpus=gpus,
+        cpu=cpu,
+        ram_total_bytes=ram_total,
+        ram_available_bytes=max(ram_available, 0),
+        gpus=gpus,
         disk_free_bytes=base.disk_free_bytes if base is not None else None,
         os="darwin" if unified_total else (base.os if base is not None else "linux"),
-        ram_bandwidth_gbps=ram_bandwidth_gbps if ram_bandwidth_gbps is not None else (
-            base.ram_bandwidth_gbps if base is not None else None),
-        nodes=nodes, label=label or " + ".join(p for p in parts if p) or "described machine",
+        ram_bandwidth_gbps=ram_bandwidth_gbps
+        if ram_bandwidth_gbps is not None
+        else (base.ram_bandwidth_gbps if base is not None else None),
+        nodes=nodes,
+        label=label or " + ".join(p for p in parts if p) or "described machine",
     )
 
 

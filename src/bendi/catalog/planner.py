@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bendi.catalog.estimate import (
     DeviceUse,
     MemoryEstimate,
     ModelFacts,
-    _routed_expert_share,
     llamacpp_memory,
     sharded_memory,
 )
@@ -54,18 +53,35 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "model": self.model, "quant": self.quant, "params_b": self.params_b,
-            "context_tokens": self.context_tokens, "max_context_tokens": self.max_context_tokens,
-            "weights_bytes": self.weights_bytes, "kv_cache_bytes": self.kv_cache_bytes,
-            "total_bytes": self.total_bytes, "fits": self.fits, "engine": self.engine,
-            "gpu_layers": self.gpu_layers, "tensor_parallel": self.tensor_parallel,
-            "pipeline_parallel": self.pipeline_parallel, "nodes": self.nodes,
+            "model": self.model,
+            "quant": self.quant,
+            "params_b": self.params_b,
+            "context_tokens": self.context_tokens,
+            "max_context_tokens": self.max_context_tokens,
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes,
+            "total_bytes": self.total_bytes,
+            "fits": self.fits,
+            "engine": self.engine,
+            "gpu_layers": self.gpu_layers,
+            "tensor_parallel": self.tensor_parallel,
+            "pipeline_parallel": self.pipeline_parallel,
+            "nodes": self.nodes,
             "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
             "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 1),
-            "placement": self.placement, "reason": self.reason, "machine": self.machine,
-            "devices": [{"device": d.device, "total_bytes": d.total_bytes, "capacity_bytes": d.capacity_bytes,
-                         "weights_bytes": d.weights_bytes, "kv_cache_bytes": d.kv_cache_bytes}
-                        for d in self.devices],
+            "placement": self.placement,
+            "reason": self.reason,
+            "machine": self.machine,
+            "devices": [
+                {
+                    "device": d.device,
+                    "total_bytes": d.total_bytes,
+                    "capacity_bytes": d.capacity_bytes,
+                    "weights_bytes": d.weights_bytes,
+                    "kv_cache_bytes": d.kv_cache_bytes,
+                }
+                for d in self.devices
+            ],
         }
 
 
@@ -105,13 +121,16 @@ def _machine(hw: HardwareProfile, already_loaded_bytes: int) -> _Machine:
             gpu_free = tuple(max(f - already_loaded_bytes, 0) for f in gpu_free)
     return _Machine(
         ram_bytes=max(ram, 0),
-        ram_bandwidth_gbps=hw.ram_bandwidth_gbps or (spec.bandwidth_gbps if unified and spec else DEFAULT_RAM_BANDWIDTH_GBPS),
+        ram_bandwidth_gbps=hw.ram_bandwidth_gbps
+        or (spec.bandwidth_gbps if unified and spec else DEFAULT_RAM_BANDWIDTH_GBPS),
         cpu_tflops=hw.cpu.physical_cores * flag_tflops,
-        gpu_free=gpu_free, gpu_name=gpus[0].name if gpus else "",
+        gpu_free=gpu_free,
+        gpu_name=gpus[0].name if gpus else "",
         gpu_bandwidth_gbps=spec.bandwidth_gbps if spec else UNKNOWN_GPU_BANDWIDTH_GBPS,
         gpu_tflops=spec.fp16_tflops if spec else UNKNOWN_GPU_TFLOPS,
         gpu_efficiency=spec.bandwidth_efficiency if spec else 1.0,
-        unified=unified, nodes=hw.nodes,
+        unified=unified,
+        nodes=hw.nodes,
     )
 
 
@@ -125,19 +144,29 @@ class _Layout:
 
 def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
     a = facts.architecture
-    base = dict(engine="llama.cpp", cpu_bandwidth_gbps=m.ram_bandwidth_gbps, cpu_tflops=m.cpu_tflops,
-                gpu_bandwidth_gbps=m.gpu_bandwidth_gbps, gpu_tflops=m.gpu_tflops,
-                gpu_bandwidth_efficiency=m.gpu_efficiency)
+    base = Placement(
+        engine="llama.cpp",
+        cpu_bandwidth_gbps=m.ram_bandwidth_gbps,
+        cpu_tflops=m.cpu_tflops,
+        gpu_bandwidth_gbps=m.gpu_bandwidth_gbps,
+        gpu_tflops=m.gpu_tflops,
+        gpu_bandwidth_efficiency=m.gpu_efficiency,
+    )
     if m.unified:  # Apple: one pool, capped by Metal's working-set limit and by free RAM
         mem = llamacpp_memory(facts, ctx)
         cap = min(m.gpu_free[0], m.ram_bytes)
-        merged = DeviceUse("unified", mem.weights_bytes, mem.kv_cache_bytes, mem.compute_bytes,
-                           mem.overhead_bytes, cap)
-        return _Layout(MemoryEstimate(ctx, (merged,)), Placement(**base, gpu_count=1, unified_memory=True),  # type: ignore[arg-type]
-                       a.n_layers, f"all {a.n_layers} layers on the {m.gpu_name} GPU (unified memory)")
+        merged = DeviceUse(
+            "unified", mem.weights_bytes, mem.kv_cache_bytes, mem.compute_bytes, mem.overhead_bytes, cap
+        )
+        return _Layout(
+            MemoryEstimate(ctx, (merged,)),
+            replace(base, gpu_count=1, unified_memory=True),
+            a.n_layers,
+            f"all {a.n_layers} layers on the {m.gpu_name} GPU (unified memory)",
+        )
     if not m.gpu_free:
         mem = llamacpp_memory(facts, ctx, ram_capacity_bytes=m.ram_bytes)
-        return _Layout(mem, Placement(**base), 0, "CPU only")  # type: ignore[arg-type]
+        return _Layout(mem, base, 0, "CPU only")
     n_gpus = len(m.gpu_free)
     where = f"{n_gpus}x {m.gpu_name}" if n_gpus > 1 else m.gpu_name
 
@@ -146,13 +175,21 @@ def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
 
     full = memory(a.n_layers)
     if full.fits:
-        return _Layout(full, Placement(**base, gpu_count=n_gpus, gpu_layers=a.n_layers),  # type: ignore[arg-type]
-                       a.n_layers, f"all {a.n_layers} layers on {where}")
+        return _Layout(
+            full,
+            replace(base, gpu_count=n_gpus, gpu_layers=a.n_layers),
+            a.n_layers,
+            f"all {a.n_layers} layers on {where}",
+        )
     if a.is_moe:
         hybrid = memory(a.n_layers, experts_on_cpu=True)
         if hybrid.fits:
-            return _Layout(hybrid, Placement(**base, gpu_count=n_gpus, gpu_layers=a.n_layers, experts_on_cpu=True),  # type: ignore[arg-type]
-                           a.n_layers, f"attention and shared experts on {where}, routed experts in RAM (-ot exps=CPU)")
+            return _Layout(
+                hybrid,
+                replace(base, gpu_count=n_gpus, gpu_layers=a.n_layers, experts_on_cpu=True),
+                a.n_layers,
+                f"attention and shared experts on {where}, routed experts in RAM (-ot exps=CPU)",
+            )
     low, high = 0, a.n_layers - 1  # the most layers whose GPU share fits
     while low < high:
         mid = (low + high + 1) // 2
@@ -163,8 +200,12 @@ def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
     mem = memory(low)
     cpu = mem.devices[0]
     spill = max(cpu.total_bytes - cpu.capacity_bytes, 0) / max(cpu.weights_bytes, 1)
-    placement = Placement(**base, gpu_count=n_gpus if low else 0, gpu_layers=low, spill_fraction=min(spill, 1.0))  # type: ignore[arg-type]
-    text = f"{low} of {a.n_layers} layers on {where}, the rest on the CPU" if low else "CPU only (no layer fits the GPU)"
+    placement = replace(base, gpu_count=n_gpus if low else 0, gpu_layers=low, spill_fraction=min(spill, 1.0))
+    text = (
+        f"{low} of {a.n_layers} layers on {where}, the rest on the CPU"
+        if low
+        else "CPU only (no layer fits the GPU)"
+    )
     return _Layout(mem, placement, low, text)
 
 
@@ -183,9 +224,16 @@ def _sharded_layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> _L
     while not mem.fits and pp < m.nodes:  # Ray: add nodes as pipeline stages until the shards fit
         pp += 1
         mem = sharded_memory(facts, ctx, tp, pp, min(m.gpu_free))
-    placement = Placement(engine=engine, gpu_count=tp * pp, gpu_bandwidth_gbps=m.gpu_bandwidth_gbps,
-                          gpu_tflops=m.gpu_tflops, gpu_layers=facts.architecture.n_layers, tensor_parallel=tp,
-                          pipeline_parallel=pp, gpu_bandwidth_efficiency=m.gpu_efficiency)
+    placement = Placement(
+        engine=engine,
+        gpu_count=tp * pp,
+        gpu_bandwidth_gbps=m.gpu_bandwidth_gbps,
+        gpu_tflops=m.gpu_tflops,
+        gpu_layers=facts.architecture.n_layers,
+        tensor_parallel=tp,
+        pipeline_parallel=pp,
+        gpu_bandwidth_efficiency=m.gpu_efficiency,
+    )
     text = f"tensor parallel {tp} over {tp}x {m.gpu_name}"
     if pp > 1:
         text += f", pipeline parallel {pp} over {pp} nodes (Ray)"
@@ -199,8 +247,13 @@ def choose_engine(facts: ModelFacts, hw: HardwareProfile) -> str:
     return "llama.cpp"
 
 
-def plan_model(facts: ModelFacts, hw: HardwareProfile, context_tokens: int | None = None,
-               engine: str | None = None, already_loaded_bytes: int = 0) -> Plan:
+def plan_model(
+    facts: ModelFacts,
+    hw: HardwareProfile,
+    context_tokens: int | None = None,
+    engine: str | None = None,
+    already_loaded_bytes: int = 0,
+) -> Plan:
     """Place `facts` on `hw` at `context_tokens`; never raises for a model that does not fit."""
     a = facts.architecture
     ctx = min(context_tokens or DEFAULT_CONTEXT_TOKENS, a.max_context_tokens)
@@ -214,7 +267,7 @@ def plan_model(facts: ModelFacts, hw: HardwareProfile, context_tokens: int | Non
     mem = layout.memory
     speed = estimate_speed(facts, layout.placement, context_tokens=min(ctx, 1024))
     fits = mem.fits and refusal is None
-    max_ctx = _max_context(facts, m, engine) if fits else 0
+    max_ctx = _max_context(facts, m, engine) if refusal is None else 0
     if refusal:
         reason = refusal
     elif fits:
@@ -223,15 +276,29 @@ def plan_model(facts: ModelFacts, hw: HardwareProfile, context_tokens: int | Non
             reason += " Part of the model is paged from disk."
     else:
         reason = _why_not(mem, m)
+        if max_ctx:
+            reason += f" It does fit with a context of up to {max_ctx:,} tokens (--ctx {max_ctx})."
     return Plan(
-        model=facts.name, quant=facts.quant, params_b=facts.params_b, context_tokens=ctx,
-        weights_bytes=mem.weights_bytes, kv_cache_bytes=mem.kv_cache_bytes, total_bytes=mem.total_bytes,
-        fits=fits, engine=engine, gpu_layers=layout.gpu_layers,
+        model=facts.name,
+        quant=facts.quant,
+        params_b=facts.params_b,
+        context_tokens=ctx,
+        weights_bytes=mem.weights_bytes,
+        kv_cache_bytes=mem.kv_cache_bytes,
+        total_bytes=mem.total_bytes,
+        fits=fits,
+        engine=engine,
+        gpu_layers=layout.gpu_layers,
         decode_tokens_per_s=speed.decode_tokens_per_s if fits else 0.0,
         prefill_tokens_per_s=speed.prefill_tokens_per_s if fits else 0.0,
-        reason=reason, placement=layout.describe, max_context_tokens=max_ctx,
-        tensor_parallel=layout.placement.tensor_parallel, pipeline_parallel=layout.placement.pipeline_parallel,
-        nodes=layout.placement.pipeline_parallel, machine=hw.label, devices=mem.devices,
+        reason=reason,
+        placement=layout.describe,
+        max_context_tokens=max_ctx,
+        tensor_parallel=layout.placement.tensor_parallel,
+        pipeline_parallel=layout.placement.pipeline_parallel,
+        nodes=layout.placement.pipeline_parallel,
+        machine=hw.label,
+        devices=mem.devices,
     )
 
 
@@ -239,7 +306,10 @@ def _layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> tuple[_Lay
     if engine == "llama.cpp":
         layout = _llamacpp_layout(facts, m, ctx)
         if facts.format != "gguf":
-            return layout, f"llama.cpp needs a GGUF file; {facts.name} is a {facts.format} checkpoint (use vllm or sglang)."
+            return (
+                layout,
+                f"llama.cpp needs a GGUF file; {facts.name} is a {facts.format} checkpoint (use vllm or sglang).",
+            )
         return layout, None
     layout = _sharded_layout(facts, m, ctx, engine)
     if not m.gpu_free or m.unified:
@@ -250,11 +320,17 @@ def _layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> tuple[_Lay
 def _why_not(mem: MemoryEstimate, m: _Machine) -> str:
     over = [d for d in mem.devices if not d.fits]
     worst = over[0] if over else mem.devices[0]
-    where = "RAM" if worst.device == "cpu" else ("unified memory" if worst.device == "unified" else f"VRAM on {worst.device}")
+    where = (
+        "RAM"
+        if worst.device == "cpu"
+        else ("unified memory" if worst.device == "unified" else f"VRAM on {worst.device}")
+    )
     total_cap = m.ram_bytes + (sum(m.gpu_free) if not m.unified else 0)
-    return (f"Does not fit: needs {gb(mem.total_bytes)} in all ({gb(worst.total_bytes)} in {where}, which has "
-            f"{gb(worst.capacity_bytes)}); the machine offers {gb(total_cap)}. Choose a smaller quant or model, "
-            "a shorter context, or more memory.")
+    return (
+        f"Does not fit: needs {gb(mem.total_bytes)} in all ({gb(worst.total_bytes)} in {where}, which has "
+        f"{gb(worst.capacity_bytes)}); the machine offers {gb(total_cap)}. Choose a smaller quant or model, "
+        "a shorter context, or more memory."
+    )
 
 
 def _max_context(facts: ModelFacts, m: _Machine, engine: str) -> int:
@@ -268,7 +344,3 @@ def _max_context(facts: ModelFacts, m: _Machine, engine: str) -> int:
         else:
             high = mid
     return high if _layout(facts, m, high, engine)[0].memory.fits else low
-
-
-def routed_expert_share(facts: ModelFacts) -> float:
-    return _routed_expert_share(facts)

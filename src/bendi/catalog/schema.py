@@ -40,7 +40,9 @@ class ArchitectureSpec(_Strict):
         if self.n_head % self.n_head_kv:
             raise ValueError(f"n_head {self.n_head} is not a multiple of n_head_kv {self.n_head_kv}")
         if self.n_expert and not (0 < self.n_expert_used <= self.n_expert and self.active_params_b):
-            raise ValueError("a mixture-of-experts model needs n_expert_used (<= n_expert) and active_params_b")
+            raise ValueError(
+                "a mixture-of-experts model needs n_expert_used (<= n_expert) and active_params_b"
+            )
         return self
 
 

@@ -65,7 +65,9 @@ class Placement:
     cpu_bandwidth_gbps: float = 51.2
     cpu_tflops: float = 1.0
     cpu_sockets: int = 1
-    spill_fraction: float = 0.0  # share of the CPU-resident weights that is not in RAM (mmap pages it from disk)
+    spill_fraction: float = (
+        0.0  # share of the CPU-resident weights that is not in RAM (mmap pages it from disk)
+    )
     disk_bandwidth_gbps: float = 3.0
 
 
@@ -86,8 +88,9 @@ def active_weight_bytes(facts: ModelFacts) -> tuple[float, float]:
     return layers * (1 - share) + facts.output_bytes, routed
 
 
-def estimate_speed(facts: ModelFacts, placement: Placement, context_tokens: int = 512,
-                   experts_used: int | None = None) -> SpeedEstimate:
+def estimate_speed(
+    facts: ModelFacts, placement: Placement, context_tokens: int = 512, experts_used: int | None = None
+) -> SpeedEstimate:
     """Single-stream decode and prefill tok/s with `context_tokens` already in the KV cache."""
     a = facts.architecture
     p = ENGINE_PROFILES[placement.engine]
@@ -104,14 +107,21 @@ def estimate_speed(facts: ModelFacts, placement: Placement, context_tokens: int 
         gpu_bytes, cpu_bytes = weights_and_kv, 0.0
         gpu_bw = placement.gpu_bandwidth_gbps * GB * p.apple_efficiency * placement.gpu_bandwidth_efficiency
     else:
-        gpu_bw = (placement.gpu_bandwidth_gbps * GB * p.gpu_efficiency * placement.gpu_bandwidth_efficiency
-                  * max(placement.tensor_parallel, 1))
+        gpu_bw = (
+            placement.gpu_bandwidth_gbps
+            * GB
+            * p.gpu_efficiency
+            * placement.gpu_bandwidth_efficiency
+            * max(placement.tensor_parallel, 1)
+        )
         if placement.gpu_count == 0:
             gpu_bytes, cpu_bytes = 0.0, weights_and_kv
         elif placement.experts_on_cpu:
             gpu_bytes, cpu_bytes = dense_bytes + kv_bytes, routed_bytes
         else:
-            frac = min(placement.gpu_layers, a.n_layers) / a.n_layers if placement.tensor_parallel == 1 else 1.0
+            frac = (
+                min(placement.gpu_layers, a.n_layers) / a.n_layers if placement.tensor_parallel == 1 else 1.0
+            )
             gpu_bytes, cpu_bytes = weights_and_kv * frac, weights_and_kv * (1 - frac)
     seconds = (gpu_bytes / gpu_bw if gpu_bytes else 0.0) + (cpu_bytes / cpu_bw if cpu_bytes else 0.0)
     if placement.spill_fraction and cpu_bytes:
@@ -129,12 +139,18 @@ def estimate_speed(facts: ModelFacts, placement: Placement, context_tokens: int 
     active_params = (a.active_params_b or facts.params_b) * 1e9
     flops_per_token = 2 * active_params
     if placement.gpu_count or placement.unified_memory:
-        tflops = placement.gpu_tflops * max(placement.gpu_count, 1) * p.compute_efficiency
+        tflops = max(placement.gpu_tflops, 1.0) * max(placement.gpu_count, 1) * p.compute_efficiency
         prefill_s = flops_per_token / (tflops * 1e12)
         if cpu_bytes and not placement.unified_memory:
             # CPU-resident weights are streamed to the GPU once per 512-token batch, or run on the CPU.
-            prefill_s += min(cpu_bytes * a.n_expert / max(a.n_expert_used, 1) if a.is_moe else cpu_bytes,
-                             facts.weights_bytes) / (PCIE_GBPS * GB) / 512
+            prefill_s += (
+                min(
+                    cpu_bytes * a.n_expert / max(a.n_expert_used, 1) if a.is_moe else cpu_bytes,
+                    facts.weights_bytes,
+                )
+                / (PCIE_GBPS * GB)
+                / 512
+            )
     else:
-        prefill_s = flops_per_token / (placement.cpu_tflops * 1e12 * 0.5)
+        prefill_s = flops_per_token / (max(placement.cpu_tflops, 0.05) * 1e12 * 0.5)
     return SpeedEstimate(decode, 1.0 / prefill_s, gpu_bytes, cpu_bytes)

@@ -41,9 +41,9 @@ class LevelReport:
 
 
 def make_prompt(prompt_tokens: int, salt: int) -> str:
-    # ~1 token per 1.5 characters for this mixed text; salt keeps prompts distinct (no prefix reuse).
-    text = f"[{salt}] " + FILLER * max(1, prompt_tokens * 3 // (2 * len(FILLER)))
-    return text + "\nSummarise the rules above in detail."
+    # One FILLER is ~64 tokens for SmolLM2's byte-level tokenizer (fewer for Chinese-aware ones such as
+    # DeepSeek's); the salt up front keeps prompts distinct, so nothing is served from the prefix cache.
+    return f"[{salt}] " + FILLER * max(1, round(prompt_tokens / 64)) + "\nSummarise the rules above in detail."
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -125,6 +125,55 @@ async def run_level(url: str, model: str | None, concurrency: int, requests: int
     )  # fmt: skip
 
 
+@dataclass
+class SecondTurnReport:
+    history_tokens: int
+    first_turn_ttft_s: float
+    second_turn_ttft_s: float
+    ratio: float
+
+
+async def _stream_ttft(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, str]:
+    started, first, text = time.perf_counter(), None, []
+    async with client.stream("POST", url, json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}: {(await response.aread())[:200]!r}")
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                for choice in json.loads(line[6:]).get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    piece = delta.get("content") or delta.get("reasoning_content") or ""
+                    if piece and first is None:
+                        first = time.perf_counter()
+                    text.append(delta.get("content") or "")
+    return (first or time.perf_counter()) - started, "".join(text)
+
+
+async def second_turn(
+    url: str, model: str | None, history_tokens: int, api_key: str | None
+) -> SecondTurnReport:
+    """TTFT of a first turn carrying a long history vs the next turn of the same conversation: the
+    second should reuse the cached prefix instead of recomputing it."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    messages: list[dict[str, str]] = [
+        {"role": "system", "content": make_prompt(history_tokens, int(time.time()))},
+        {"role": "user", "content": "Summarise the first rule."},
+    ]
+    endpoint = url.rstrip("/") + "/v1/chat/completions"
+
+    def body() -> dict[str, Any]:
+        payload: dict[str, Any] = {"messages": messages, "max_tokens": 32, "temperature": 0, "stream": True}
+        return payload | ({"model": model} if model else {})
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers, trust_env=False) as client:
+        first_s, answer = await _stream_ttft(client, endpoint, body())
+        messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the second?"}]
+        second_s, _ = await _stream_ttft(client, endpoint, body())
+    return SecondTurnReport(
+        history_tokens, round(first_s, 4), round(second_s, 4), round(second_s / first_s, 4)
+    )
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("bench", help="load-test an OpenAI-compatible server (bendi or any other)")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"server base URL (default {DEFAULT_URL})")
@@ -140,12 +189,26 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--duration-s", type=float, default=120.0, help="stop starting requests after this long"
     )
+    parser.add_argument(
+        "--second-turn",
+        action="store_true",
+        help="instead of the sweep: TTFT of a conversation's first turn (long history) vs its second",
+    )
+    parser.add_argument("--history-tokens", type=int, default=1000, help="history length for --second-turn")
     parser.add_argument("--api-key")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     parser.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.second_turn:
+        turn = asyncio.run(second_turn(args.url, args.model, args.history_tokens, args.api_key))
+        if args.json:
+            print(json.dumps(asdict(turn)))
+        else:
+            print(f"history ~{turn.history_tokens} tokens: first turn TTFT {turn.first_turn_ttft_s:.3f}s, "
+                  f"second turn {turn.second_turn_ttft_s:.3f}s ({turn.ratio:.0%} of the first)")  # fmt: skip
+        return 0
     levels = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
     reports = []
     for level in levels:

@@ -25,18 +25,24 @@ def problems(profile: Any) -> list[str]:
     if profile.cpu.architecture in ("x86_64", "AMD64") and "avx2" not in flags:
         found.append("This CPU lacks AVX2, so llama.cpp runs 3-5x slower; prefer a GPU or a newer CPU.")
     if profile.disk_free_bytes is not None and profile.disk_free_bytes < LOW_DISK_BYTES:
-        found.append(f"Only {profile.disk_free_bytes / GB:.1f} GB of disk is free; models need 1-400 GB. "
-                     "Free space or set BENDI_HOME to a larger disk.")
+        found.append(
+            f"Only {profile.disk_free_bytes / GB:.1f} GB of disk is free; models need 1-400 GB. "
+            "Free space or set BENDI_HOME to a larger disk."
+        )
     if profile.ram_total_bytes < LOW_RAM_BYTES:
         found.append(f"Only {profile.ram_total_bytes / GB:.1f} GB of RAM: only the 1.5B model will run well.")
     if not profile.gpus:
-        found.append("No GPU found (nvidia-smi absent or no Apple GPU): models run on the CPU, which is "
-                     "fine up to ~8B parameters.")
+        found.append(
+            "No GPU found (nvidia-smi absent or no Apple GPU): models run on the CPU, which is "
+            "fine up to ~8B parameters."
+        )
     from bendi.catalog.gpus import find_gpu_spec
 
     for gpu in profile.gpus:
         if find_gpu_spec(gpu.name) is None:
-            found.append(f"GPU {gpu.name!r} is not in bendi's spec table; speed estimates assume a mid-range card.")
+            found.append(
+                f"GPU {gpu.name!r} is not in bendi's spec table; speed estimates assume a mid-range card."
+            )
     return found
 
 
@@ -51,8 +57,17 @@ def handle(args: argparse.Namespace) -> int:
     best = fitting[:TOP_MODELS]
     issues = problems(profile)
     if args.json:
-        print(json.dumps({"hardware": profile.to_dict(), "recommended": [p.to_json() for p in best],
-                          "problems": issues}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "hardware": profile.to_dict(),
+                    "recommended": [p.to_json() for p in best],
+                    "problems": issues,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
         return 0
     _print(profile, best, issues)
     return 0
@@ -67,15 +82,23 @@ def _print(profile: Any, best: list[Any], issues: list[str]) -> None:
     table.add_column(style="bold")
     table.add_column()
     cpu = profile.cpu
-    table.add_row("CPU", f"{cpu.model} ({cpu.physical_cores} cores / {cpu.logical_cores} threads, {cpu.architecture})")
+    table.add_row(
+        "CPU", f"{cpu.model} ({cpu.physical_cores} cores / {cpu.logical_cores} threads, {cpu.architecture})"
+    )
     table.add_row("SIMD", " ".join(cpu.flags) or "-")
-    table.add_row("RAM", f"{profile.ram_total_bytes / GB:.1f} GB total, {profile.ram_available_bytes / GB:.1f} GB available")
+    table.add_row(
+        "RAM",
+        f"{profile.ram_total_bytes / GB:.1f} GB total, {profile.ram_available_bytes / GB:.1f} GB available",
+    )
     if profile.disk_free_bytes is not None:
         table.add_row("Disk free", f"{profile.disk_free_bytes / GB:.1f} GB")
     for i, gpu in enumerate(profile.gpus):
         driver = f", driver {gpu.driver_version}" if gpu.driver_version else ""
-        table.add_row(f"GPU {i}", f"{gpu.name}: {gpu.memory_total_bytes / GB:.1f} GB "
-                                  f"({gpu.memory_free_bytes / GB:.1f} GB free){driver}")
+        table.add_row(
+            f"GPU {i}",
+            f"{gpu.name}: {gpu.memory_total_bytes / GB:.1f} GB "
+            f"({gpu.memory_free_bytes / GB:.1f} GB free){driver}",
+        )
     if not profile.gpus:
         table.add_row("GPU", "none")
     console.print(table)
@@ -83,7 +106,9 @@ def _print(profile: Any, best: list[Any], issues: list[str]) -> None:
     for column in ("model", "memory", "decode tok/s", "placement"):
         models.add_column(column)
     for plan in best:
-        models.add_row(plan.model, f"{plan.total_bytes / GB:.1f} GB", f"{plan.decode_tokens_per_s:.1f}", plan.placement)
+        models.add_row(
+            plan.model, f"{plan.total_bytes / GB:.1f} GB", f"{plan.decode_tokens_per_s:.1f}", plan.placement
+        )
     console.print(models)
     for issue in issues:
         console.print(f"[yellow]![/] {issue}")

@@ -13,21 +13,35 @@ GB = 10**9
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "plan", help="which model fits this (or another) machine, how fast, and with which engine",
+        "plan",
+        help="which model fits this (or another) machine, how fast, and with which engine",
         description="Without MODEL: rank the catalog for the machine. With MODEL: one plan. "
-        "Hardware flags describe another machine, e.g. --gpu \"RTX 4090x2\" --ram 64.",
+        'Hardware flags describe another machine, e.g. --gpu "RTX 4090x2" --ram 64.',
     )
-    parser.add_argument("model", nargs="?", help="e.g. deepseek-r1:7b, deepseek-r1:70b-q8_0, deepseek-r1:671b")
+    parser.add_argument(
+        "model", nargs="?", help="e.g. deepseek-r1:7b, deepseek-r1:70b-q8_0, deepseek-r1:671b"
+    )
     parser.add_argument("--quant", help="quantization, e.g. Q4_K_M, Q8_0, UD-IQ1_S, FP8")
-    parser.add_argument("--ctx", type=int, dest="context_tokens", help="context window in tokens (default 4096)")
-    parser.add_argument("--gpu", help='GPU model and count: "RTX 4090", "4090x2", "A100-80GB", "8xH20", "M2 Ultra"')
+    parser.add_argument(
+        "--ctx", type=int, dest="context_tokens", help="context window in tokens (default 4096)"
+    )
+    parser.add_argument(
+        "--gpu", help='GPU model and count: "RTX 4090", "4090x2", "A100-80GB", "8xH20", "M2 Ultra"'
+    )
     parser.add_argument("--ram", type=float, dest="ram_gb", help="system RAM in GB (decimal)")
-    parser.add_argument("--ram-bandwidth", type=float, dest="ram_bandwidth_gbps", help="RAM bandwidth in GB/s")
+    parser.add_argument(
+        "--ram-bandwidth", type=float, dest="ram_bandwidth_gbps", help="RAM bandwidth in GB/s"
+    )
     parser.add_argument("--nodes", type=int, default=1, help="identical machines joined with Ray (default 1)")
     parser.add_argument("--engine", choices=("llama.cpp", "vllm", "sglang"), help="force this engine")
-    parser.add_argument("--json", action="store_true", help="print JSON (a stable contract) instead of tables")
-    parser.add_argument("--hardware-options", action="store_true",
-                        help="list hardware configurations that run MODEL, with expected speed")
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON (a stable contract) instead of tables"
+    )
+    parser.add_argument(
+        "--hardware-options",
+        action="store_true",
+        help="list hardware configurations that run MODEL, with expected speed",
+    )
     parser.add_argument("--all", action="store_true", help="also list the rejected models with the reason")
     parser.set_defaults(func=handle)
 
@@ -48,7 +62,11 @@ def _variant(args: argparse.Namespace) -> Any:
 
     name = args.model
     if args.quant:
-        name = f"{name}-{args.quant}" if ":" in name else f"{name}:{load_catalog().resolve(name).tag}-{args.quant}"
+        name = (
+            f"{name}-{args.quant}"
+            if ":" in name
+            else f"{name}:{load_catalog().resolve(name).tag}-{args.quant}"
+        )
     return load_catalog().resolve(name)
 
 
@@ -61,7 +79,9 @@ def handle(args: argparse.Namespace) -> int:
         raise UserInputError("--ctx must be a positive number of tokens, e.g. --ctx 8192.")
     if args.hardware_options:
         if not args.model:
-            raise UserInputError("--hardware-options needs a MODEL, e.g. bendi plan deepseek-r1:671b --hardware-options")
+            raise UserInputError(
+                "--hardware-options needs a MODEL, e.g. bendi plan deepseek-r1:671b --hardware-options"
+            )
         options = hardware_options(_variant(args), args.context_tokens)
         if args.json:
             print(json.dumps({"model": args.model, "options": [p.to_json() for p in options]}, indent=2))
@@ -78,8 +98,17 @@ def handle(args: argparse.Namespace) -> int:
         return 0 if plan.fits else 2
     fitting, rejected = rank_variants(machine, args.context_tokens, args.engine)
     if args.json:
-        print(json.dumps({"machine": machine.label, "plans": [p.to_json() for p in fitting],
-                          "rejected": [p.to_json() for p in rejected]}, indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "machine": machine.label,
+                    "plans": [p.to_json() for p in fitting],
+                    "rejected": [p.to_json() for p in rejected],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         _print_ranking(machine.label, fitting, rejected if args.all else [])
     return 0
@@ -111,9 +140,12 @@ def _print_plan(plan: Any) -> None:
     table.add_column()
     verdict = "[green]fits 可以运行[/]" if plan.fits else "[red]does not fit 放不下[/]"
     rows = [
-        ("verdict", verdict), ("engine", plan.engine), ("placement", plan.placement),
+        ("verdict", verdict),
+        ("engine", plan.engine),
+        ("placement", plan.placement),
         ("context", f"{plan.context_tokens:,} tokens (largest that fits: {plan.max_context_tokens:,})"),
-        ("weights", _gb(plan.weights_bytes)), ("KV cache", _gb(plan.kv_cache_bytes)),
+        ("weights", _gb(plan.weights_bytes)),
+        ("KV cache", _gb(plan.kv_cache_bytes)),
         ("total memory", _gb(plan.total_bytes)),
         ("decode", f"{_speed(plan.decode_tokens_per_s)} tok/s"),
         ("prefill", f"{_speed(plan.prefill_tokens_per_s)} tok/s"),
@@ -134,17 +166,28 @@ def _print_ranking(label: str, fitting: list[Any], rejected: list[Any]) -> None:
     console = _console()
     table = Table(title=f"Models for {label} (best first)", title_justify="left")
     for column in ("model", "engine", "memory", "max context", "decode tok/s", "placement"):
-        table.add_column(column, justify="right" if column in ("memory", "max context", "decode tok/s") else "left",
-                         no_wrap=column == "model")
+        table.add_column(
+            column,
+            justify="right" if column in ("memory", "max context", "decode tok/s") else "left",
+            no_wrap=column == "model",
+        )
     for plan in fitting:
-        table.add_row(plan.model, plan.engine, _gb(plan.total_bytes), f"{plan.max_context_tokens:,}",
-                      _speed(plan.decode_tokens_per_s), plan.placement)
+        table.add_row(
+            plan.model,
+            plan.engine,
+            _gb(plan.total_bytes),
+            f"{plan.max_context_tokens:,}",
+            _speed(plan.decode_tokens_per_s),
+            plan.placement,
+        )
     console.print(table)
     if rejected:
         console.print("[bold]Does not fit:[/]")
         for plan in rejected:
             console.print(f"  {plan.model}: {plan.reason}")
-    console.print("[dim]GB = 10^9 bytes. `bendi plan MODEL` explains one model; --all lists the rejected ones.[/]")
+    console.print(
+        "[dim]GB = 10^9 bytes. `bendi plan MODEL` explains one model; --all lists the rejected ones.[/]"
+    )
 
 
 def _print_options(model: str, options: list[Any]) -> None:
@@ -155,7 +198,13 @@ def _print_options(model: str, options: list[Any]) -> None:
     for column in ("machine", "variant", "engine", "memory", "decode tok/s", "placement"):
         table.add_column(column, no_wrap=column == "variant")
     for plan in options:
-        table.add_row(plan.machine, plan.model, plan.engine, _gb(plan.total_bytes),
-                      _speed(plan.decode_tokens_per_s), plan.placement)
+        table.add_row(
+            plan.machine,
+            plan.model,
+            plan.engine,
+            _gb(plan.total_bytes),
+            _speed(plan.decode_tokens_per_s),
+            plan.placement,
+        )
     console.print(table)
     console.print("[dim]Single-user decode estimates; GB = 10^9 bytes.[/]")

@@ -52,8 +52,11 @@ async def replay(
         yield event
 
 
-async def run_until_disconnect(request: Request, work: Awaitable[T]) -> T:
-    """Run a non-streaming generation, cancelling it if the client goes away meanwhile."""
+async def run_until_disconnect(
+    request: Request, work: Awaitable[T], *, discard: Callable[[T], Awaitable[None]] | None = None
+) -> T:
+    """Run `work` (a generation, or opening one), cancelling it if the client goes away meanwhile.
+    `discard` cleans up a result that was ready just as the client left (e.g. closes a session)."""
     task = asyncio.ensure_future(work)
     try:
         while True:
@@ -63,7 +66,9 @@ async def run_until_disconnect(request: Request, work: Awaitable[T]) -> T:
             if await request.is_disconnected():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, BendiError):
-                    await task
+                    result = await task
+                    if discard is not None:
+                        await discard(result)
                 raise asyncio.CancelledError("client disconnected")
     finally:
         if not task.done():

@@ -16,8 +16,24 @@ import psutil
 from bendi.hardware.profile import CpuInfo, GpuInfo, HardwareProfile
 
 # llama.cpp picks its kernels from these; anything else in /proc/cpuinfo is noise for the advisor.
-SIMD_FLAGS = ("sse3", "ssse3", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni",
-              "amx_tile", "amx_int8", "amx_bf16", "neon", "asimd", "sve", "dotprod")
+SIMD_FLAGS = (
+    "sse3",
+    "ssse3",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_bf16",
+    "avx512_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "sve",
+    "dotprod",
+)
 NVIDIA_SMI_TIMEOUT_S = 3.0
 MIB = 1024 * 1024
 
@@ -82,8 +98,11 @@ def _apple_gpu(chip: str, ram_total_bytes: int, ram_available_bytes: int) -> Gpu
     # Metal may wire only ~70-78% of unified memory by default (Apple tech talk 10580).
     share = 0.70 if ram_total_bytes <= 36 * 2**30 else 0.78
     return GpuInfo(
-        name=chip, vendor="apple", memory_total_bytes=int(ram_total_bytes * share),
-        memory_free_bytes=int(min(ram_available_bytes, ram_total_bytes * share)), unified_memory=True,
+        name=chip,
+        vendor="apple",
+        memory_total_bytes=int(ram_total_bytes * share),
+        memory_free_bytes=int(min(ram_available_bytes, ram_total_bytes * share)),
+        unified_memory=True,
     )
 
 
@@ -92,8 +111,9 @@ def _probe_nvidia() -> tuple[GpuInfo, ...]:
     if exe is None:
         return ()
     try:
-        out = subprocess.run([exe, "-q", "-x"], capture_output=True, text=True,
-                             timeout=NVIDIA_SMI_TIMEOUT_S, check=False)
+        out = subprocess.run(
+            [exe, "-q", "-x"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ()
     if out.returncode != 0:
@@ -126,20 +146,35 @@ def parse_nvidia_smi_xml(xml_text: str) -> tuple[GpuInfo, ...]:
         total = _mib(fb.findtext("total") if fb is not None else None)
         free = _mib(fb.findtext("free") if fb is not None else None)
         cc = gpu.findtext("compute_cap")
-        gpus.append(GpuInfo(name=name, vendor="nvidia", memory_total_bytes=total, memory_free_bytes=free,
-                            driver_version=driver, compute_capability=cc))
+        gpus.append(
+            GpuInfo(
+                name=name,
+                vendor="nvidia",
+                memory_total_bytes=total,
+                memory_free_bytes=free,
+                driver_version=driver,
+                compute_capability=cc,
+            )
+        )
     return tuple(gpus)
 
 
-def gpus_from_nvml_records(records: Iterable[Mapping[str, Any]], driver_version: str | None) -> tuple[GpuInfo, ...]:
+def gpus_from_nvml_records(
+    records: Iterable[Mapping[str, Any]], driver_version: str | None
+) -> tuple[GpuInfo, ...]:
     """GPUs from NVML-shaped data: {'name', 'memory': {'total', 'free'} in bytes, 'cuda_compute_capability'}."""
     gpus = []
     for record in records:
         memory = record["memory"]
         cc = record.get("cuda_compute_capability")
-        gpus.append(GpuInfo(
-            name=str(record["name"]), vendor="nvidia", memory_total_bytes=int(memory["total"]),
-            memory_free_bytes=int(memory["free"]), driver_version=driver_version,
-            compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
-        ))
+        gpus.append(
+            GpuInfo(
+                name=str(record["name"]),
+                vendor="nvidia",
+                memory_total_bytes=int(memory["total"]),
+                memory_free_bytes=int(memory["free"]),
+                driver_version=driver_version,
+                compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
+            )
+        )
     return tuple(gpus)

@@ -14,7 +14,6 @@ import errno
 import hashlib
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -26,19 +25,21 @@ import httpx
 from bendi.core.errors import BendiError, DiskFullError, DownloadError, IntegrityError
 from bendi.store.hosts import GuardedClient
 from bendi.store.manifest import Layout
-from bendi.store.partial import DownloadState, Sink, check_disk_space, exclusive
+from bendi.store.parallel import RangesUnsupported, SegmentedFetch, plan_segments, segments_from_json
+from bendi.store.partial import (
+    DownloadCancelled,
+    DownloadState,
+    Sink,
+    check_disk_space,
+    content_range,
+    exclusive,
+    retryable,
+)
 from bendi.store.sources import RemoteFile
 
 HASH_READ_BYTES = 8 * 1024 * 1024
 SIDECAR_EVERY_BYTES = 16 * 1024 * 1024
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-
-
-class DownloadCancelled(BendiError):
-    """The user stopped the pull (Ctrl-C, client went away); the partial is kept for resuming."""
-
-    http_status = 499
-    code = "download_cancelled"
+PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # below this one connection is as fast
 
 
 @dataclass(frozen=True)
@@ -61,11 +62,15 @@ class Downloader:
         *,
         max_attempts_without_progress: int = 5,
         backoff_s: float = 0.5,
+        connections: int = 1,
+        parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     ) -> None:
         self.layout = layout
         self.http = http
         self.max_attempts = max_attempts_without_progress
         self.backoff_s = backoff_s
+        self.connections = connections
+        self.parallel_min_bytes = parallel_min_bytes
 
     def fetch(
         self,
@@ -133,23 +138,37 @@ class Downloader:
         )
         if not same:
             part.unlink(missing_ok=True)
-        self._write_sidecar(sidecar, remote, want, part.stat().st_size if part.is_file() else 0, None)
+        size = part.stat().st_size if part.is_file() else 0
+        self._write_sidecar(sidecar, remote, want, size, None, drop_segments=not same)
         return same and part.stat().st_size > 0
 
     def _write_sidecar(
-        self, sidecar: Path, remote: RemoteFile, want: str | None, done: int, response_etag: str | None
+        self,
+        sidecar: Path,
+        remote: RemoteFile,
+        want: str | None,
+        done: int,
+        response_etag: str | None,
+        *,
+        segments: list[list[int]] | None = None,
+        drop_segments: bool = False,
     ) -> None:
         try:
             old = json.loads(sidecar.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = {}
+        if not isinstance(old, dict):
+            old = {}
+        if segments is None and not drop_segments:
+            segments = old.get("segments")  # a parallel download's per-segment progress survives rewrites
         state = {
             "url": remote.url,
             "etag": remote.etag,
             "size_bytes": remote.size_bytes,
             "sha256": want,
             "bytes_done": done,
-            "response_etag": response_etag or (old.get("response_etag") if isinstance(old, dict) else None),
+            "response_etag": response_etag or old.get("response_etag"),
+            "segments": segments,
             "updated_s": time.time(),
         }
         tmp = sidecar.with_suffix(".json.tmp")
@@ -165,6 +184,73 @@ class Downloader:
         progress: Callable[[FileProgress], None] | None,
         cancel: threading.Event | None,
     ) -> tuple[str, int]:
+        hasher = self._segmented(part, sidecar, remote, want, progress, cancel)
+        if hasher is None:
+            hasher = self._sequential(part, sidecar, remote, want, progress, cancel)
+        digest = hasher.hexdigest()
+        if want is not None and digest != want:
+            raise IntegrityError(
+                f"{remote.path_in_repo} is corrupt: want sha256 {want}, got {digest}. The partial download was "
+                "discarded; run `bendi pull` again."
+            )
+        with open(part, "rb+") as handle:
+            os.fsync(handle.fileno())
+        blob = self.layout.blob_path(f"sha256-{digest}")
+        os.replace(part, blob)
+        sidecar.unlink(missing_ok=True)
+        return f"sha256-{digest}", blob.stat().st_size
+
+    def _segmented(
+        self,
+        part: Path,
+        sidecar: Path,
+        remote: RemoteFile,
+        want: str | None,
+        progress: Callable[[FileProgress], None] | None,
+        cancel: threading.Event | None,
+    ) -> hashlib._Hash | None:
+        """Download over several connections when worthwhile; None: use one connection instead."""
+        total = remote.size_bytes
+        if total is None or want is None or self.connections < 2:
+            return None  # segments need a known size, and a published hash to check the stitched file
+        try:
+            recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("segments")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        segments = segments_from_json(recorded, total) if part.is_file() else None
+        if segments is None:
+            if (part.is_file() and part.stat().st_size > 0) or total < self.parallel_min_bytes:
+                return None  # a one-connection partial keeps resuming that way; small files gain nothing
+            segments = plan_segments(total, self.connections)
+        check_disk_space(part.parent, sum(s.remaining for s in segments), remote.path_in_repo)
+        resumed_from = sum(s.done for s in segments)
+
+        def save(state: list[list[int]]) -> None:
+            done = sum(item[2] for item in state)
+            self._write_sidecar(sidecar, remote, want, done, None, segments=state)
+
+        def report(done: int, total_bytes: int) -> None:
+            if progress is not None:
+                progress(FileProgress(remote.path_in_repo, done, total_bytes, resumed_from))
+
+        fetch = SegmentedFetch(self.http, remote, part, segments, save, max_attempts=self.max_attempts,
+                               backoff_s=self.backoff_s)  # fmt: skip
+        try:
+            return fetch.run(report, cancel)
+        except RangesUnsupported:
+            part.unlink(missing_ok=True)
+            self._write_sidecar(sidecar, remote, want, 0, None, drop_segments=True)
+            return None
+
+    def _sequential(
+        self,
+        part: Path,
+        sidecar: Path,
+        remote: RemoteFile,
+        want: str | None,
+        progress: Callable[[FileProgress], None] | None,
+        cancel: threading.Event | None,
+    ) -> hashlib._Hash:
         total = remote.size_bytes
         done = part.stat().st_size if part.is_file() else 0
         if total is not None and done > total:
@@ -197,18 +283,7 @@ class Downloader:
                     ) from exc
                 if failures:  # a link that dropped after making progress is retried at once
                     time.sleep(min(self.backoff_s * 2 ** (failures - 1), 10.0))
-        digest = state.hasher.hexdigest()
-        if want is not None and digest != want:
-            raise IntegrityError(
-                f"{remote.path_in_repo} is corrupt: want sha256 {want}, got {digest}. The partial download was "
-                "discarded; run `bendi pull` again."
-            )
-        with open(part, "rb+") as handle:
-            os.fsync(handle.fileno())
-        blob = self.layout.blob_path(f"sha256-{digest}")
-        os.replace(part, blob)
-        sidecar.unlink(missing_ok=True)
-        return f"sha256-{digest}", blob.stat().st_size
+        return state.hasher
 
     def _attempt(
         self,
@@ -230,12 +305,12 @@ class Downloader:
         try:
             status = response.status_code
             if status >= 500 or status == 429:
-                raise _retryable(f"{remote.source} answered HTTP {status}")
+                raise retryable(f"{remote.source} answered HTTP {status}")
             if status == 206:
-                start, length = _content_range(response.headers.get("content-range"))
+                start, length = content_range(response.headers.get("content-range"))
                 if start != state.done or (state.total is not None and length not in (None, state.total)):
                     state.restart(part)
-                    raise _retryable("server answered a different range than asked; restarting")
+                    raise retryable("server answered a different range than asked; restarting")
             elif status == 200:
                 if state.done:  # Range ignored: the body is the whole file, start over
                     state.restart(part)
@@ -249,7 +324,7 @@ class Downloader:
             if state.done and response_etag and recorded.get("response_etag") not in (None, response_etag):
                 state.restart(part)  # the file changed under us (new ETag)
                 self._write_sidecar(sidecar, remote, want, 0, response_etag)
-                raise _retryable("the file changed on the server (ETag); restarting")
+                raise retryable("the file changed on the server (ETag); restarting")
             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
             received = state.done  # bytes taken off the socket; state.done trails it (written + hashed)
             next_sidecar = received + SIDECAR_EVERY_BYTES
@@ -262,7 +337,7 @@ class Downloader:
                             break  # the writer failed (disk full); reported below
                         received += len(chunk)
                         if state.total is not None and received > state.total:
-                            stop = _retryable("the server sent more bytes than the file has; restarting")
+                            stop = retryable("the server sent more bytes than the file has; restarting")
                             break
                         if received >= next_sidecar:
                             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
@@ -295,21 +370,7 @@ class Downloader:
             if state.total is None:
                 state.total = state.done
             if state.done < state.total:
-                raise _retryable(f"the connection closed after {state.done} of {state.total} bytes")
+                raise retryable(f"the connection closed after {state.done} of {state.total} bytes")
             return True
         finally:
             response.close()
-
-
-def _retryable(message: str) -> DownloadError:
-    error = DownloadError(message)
-    error.retryable = True  # type: ignore[attr-defined]
-    return error
-
-
-def _content_range(raw: str | None) -> tuple[int | None, int | None]:
-    match = _CONTENT_RANGE.match(raw or "")
-    if not match:
-        return None, None
-    total = match.group(3)
-    return int(match.group(1)), (int(total) if total != "*" else None)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bendi.core.errors import InvalidModelFileError
-from bendi.core.paths import DataPaths, ensure_inside
+from bendi.core.errors import InvalidModelFileError, InvalidNameError
+from bendi.core.paths import DataPaths, ensure_inside, safe_component
 from bendi.store.reference import ModelName, parse_digest, parse_model_name
 
 MANIFEST_VERSION = 1
@@ -62,7 +62,11 @@ class Manifest:
     @staticmethod
     def from_json(data: dict[str, Any]) -> Manifest:
         files = tuple(
-            ManifestFile(str(f["file_name"]), parse_digest(f["digest"]), int(f["size_bytes"]))
+            ManifestFile(
+                safe_component(str(f["file_name"]), what="file name"),
+                parse_digest(f["digest"]),
+                int(f["size_bytes"]),
+            )
             for f in data["files"]
         )
         if not files:
@@ -103,7 +107,7 @@ class Layout:
             return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, InvalidNameError) as exc:
             raise InvalidModelFileError(
                 f"The manifest {path} is damaged ({exc}). Remove the model with `bendi rm {name}` and pull it again."
             ) from exc
@@ -125,8 +129,8 @@ class Layout:
             try:
                 name = parse_model_name(f"{path.parent.name}:{path.stem}")
                 manifest = self.read(name)
-            except (InvalidModelFileError, ValueError):
-                continue
+            except (InvalidModelFileError, InvalidNameError, ValueError):
+                continue  # a damaged manifest or a stray file someone put there
             if manifest is not None:
                 yield manifest
 

@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import queue
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bendi.core.errors import DiskFullError, DownloadError
+from bendi.core.errors import BendiError, DiskFullError, DownloadError
+
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
 def disk_margin_bytes(size_bytes: int) -> int:
@@ -109,3 +112,24 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
             if not lock_path.with_suffix(".part").exists():
                 lock_path.unlink(missing_ok=True)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+class DownloadCancelled(BendiError):
+    """The user stopped the pull (Ctrl-C, client went away); the partial is kept for resuming."""
+
+    http_status = 499
+    code = "download_cancelled"
+
+
+def retryable(message: str) -> DownloadError:
+    error = DownloadError(message)
+    error.retryable = True  # type: ignore[attr-defined]
+    return error
+
+
+def content_range(raw: str | None) -> tuple[int | None, int | None]:
+    match = _CONTENT_RANGE.match(raw or "")
+    if not match:
+        return None, None
+    total = match.group(3)
+    return int(match.group(1)), (int(total) if total != "*" else None)

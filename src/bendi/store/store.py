@@ -24,12 +24,12 @@ from bendi.core.errors import (
 )
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
-from bendi.store.download import DownloadCancelled, Downloader, FileProgress
+from bendi.store.download import PARALLEL_MIN_BYTES, Downloader, FileProgress
 from bendi.store.formats import check_model_file, check_safetensors
 from bendi.store.gguf import GgufInfo, read_gguf
 from bendi.store.hosts import GuardedClient, HostPolicy
 from bendi.store.manifest import Layout, Manifest, ManifestFile
-from bendi.store.partial import DownloadInProgressError, check_disk_space
+from bendi.store.partial import DownloadCancelled, DownloadInProgressError, check_disk_space
 from bendi.store.plan import PullPlan, plan_pull
 from bendi.store.reference import ModelName, parse_model_name, split_parts
 from bendi.store.sources import RemoteFile, RemoteNotFoundError, sources_for
@@ -92,10 +92,16 @@ class _Meter:
 
 class Store:
     def __init__(
-        self, settings: Settings, paths: DataPaths | None = None, *, retry_backoff_s: float = 0.5
+        self,
+        settings: Settings,
+        paths: DataPaths | None = None,
+        *,
+        retry_backoff_s: float = 0.5,
+        parallel_min_bytes: int = PARALLEL_MIN_BYTES,
     ) -> None:
         self.settings = settings
         self.retry_backoff_s = retry_backoff_s
+        self.parallel_min_bytes = parallel_min_bytes
         self.layout = Layout(paths or DataPaths(settings.home)).ensure()
 
     # ---- reading -------------------------------------------------------------------------------
@@ -113,7 +119,11 @@ class Store:
         """Delete a model; returns the digests of blobs freed (those no other model uses)."""
         from bendi.core.errors import ModelNotFoundError
 
-        installed = self.get(name)
+        try:
+            installed = self.get(name)
+        except InvalidModelFileError:  # a damaged manifest: remove it; its blobs cannot be known
+            self.layout.manifest_path(parse_model_name(name)).unlink(missing_ok=True)
+            return []
         if installed is None:
             raise ModelNotFoundError(f"Model {name!r} is not installed; `bendi list` shows what is.")
         return self.layout.remove(installed.manifest.name)
@@ -178,7 +188,13 @@ class Store:
         total = sum(s for s in sizes if s) if all(sizes) else None
         check_disk_space(self.layout.paths.partials, total or 0, str(plan.name))
         meter = _Meter(str(plan.name), total, progress)
-        downloader = Downloader(self.layout, http, backoff_s=self.retry_backoff_s)
+        downloader = Downloader(
+            self.layout,
+            http,
+            backoff_s=self.retry_backoff_s,
+            connections=self.settings.download_connections,
+            parallel_min_bytes=self.parallel_min_bytes,
+        )
         files: list[ManifestFile] = []
         verified = True
         for remote, wanted in zip(remotes, plan.files, strict=True):

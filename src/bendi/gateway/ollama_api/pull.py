@@ -1,4 +1,4 @@
-"""/api/pull and /api/delete: the model store behind Ollama's wire format (streamed NDJSON progress)."""
+"""/api/pull and /api/delete (the model store in Ollama's wire format), and the HEAD / liveness probe."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from bendi.services import Services
 if TYPE_CHECKING:
     from bendi.store.store import PullProgress, Store
 
-router = APIRouter(prefix="/api", tags=["ollama"])
+router = APIRouter(tags=["ollama"])
 ServicesDep = Annotated[Services, Depends(get_services)]
 PROGRESS_EVERY_S = 0.25  # a progress line at most this often per file (clients redraw a bar)
 
@@ -88,7 +88,7 @@ async def _pull_events(
                 await asyncio.shield(task)
 
 
-@router.post("/pull", response_model=None)
+@router.post("/api/pull", response_model=None)
 async def pull(body: PullRequest, services: ServicesDep) -> Any:
     if not body.target:
         raise UserInputError('Say which model to pull: {"model": "deepseek-r1:7b"}.')
@@ -117,7 +117,7 @@ async def pull(body: PullRequest, services: ServicesDep) -> Any:
                                     headers={"Cache-Control": "no-cache"})  # fmt: skip
 
 
-@router.delete("/delete")
+@router.delete("/api/delete")
 async def delete(body: ModelRequest, services: ServicesDep) -> Response:
     if not body.target:
         raise UserInputError('Say which model to delete: {"model": "NAME"}.')
@@ -126,4 +126,10 @@ async def delete(body: ModelRequest, services: ServicesDep) -> Response:
     if installed is not None:
         await services.engines.unload(installed.name)  # never delete a file a running engine maps
     await asyncio.to_thread(store.remove, body.target)  # ModelNotFoundError: 404
+    return Response(status_code=200)
+
+
+@router.head("/", include_in_schema=False)
+async def heartbeat() -> Response:
+    # The ollama CLI and some clients probe `HEAD /` before anything else (GET / is the web UI).
     return Response(status_code=200)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from bendi import __version__
-from bendi.core.errors import UserInputError
+from bendi.core.errors import BendiError, UserInputError
 from bendi.engines.messages import Finished, TextDelta
 from bendi.engines.reasoning import ReasoningSplitter
 from bendi.gateway.dependencies import get_services
@@ -33,6 +34,7 @@ from bendi.gateway.ollama_api.translate import (
 )
 from bendi.gateway.streaming import GuardedStreamingResponse, ndjson, run_until_disconnect
 from bendi.services import Services
+from bendi.store.gguf import GgufInfo, read_gguf
 from bendi.store.resolve import LocalModel, installed_models
 
 router = APIRouter(prefix="/api", tags=["ollama"])
@@ -46,16 +48,33 @@ async def version() -> dict[str, str]:
     return {"version": OLLAMA_API_VERSION, "bendi_version": __version__}
 
 
-def _details(services: Services, model: LocalModel) -> dict[str, Any]:
-    engine = services.engines.get_loaded(model.name)
-    info = engine.info if engine else None
+def _header(request: Request, model: LocalModel) -> GgufInfo | None:
+    """The model file's GGUF header (read once per file version; never loads the model)."""
+    cache: dict[tuple[str, float], GgufInfo | None] = (
+        getattr(request.app.state, "ollama_gguf_headers", None) or {}
+    )
+    request.app.state.ollama_gguf_headers = cache
+    try:
+        key = (str(model.path), model.path.stat().st_mtime)
+    except OSError:
+        return None
+    if key not in cache:
+        try:
+            cache[key] = read_gguf(model.path)
+        except BendiError:
+            cache[key] = None  # not a GGUF we can read (or safetensors for a GPU engine): no details
+    return cache[key]
+
+
+def _details(header: GgufInfo | None) -> dict[str, Any]:
+    arch = header.architecture if header else None
     return {
         "parent_model": "",
         "format": "gguf",
-        "family": info.architecture if info else "",
-        "families": [info.architecture] if info and info.architecture else None,
-        "parameter_size": parameter_size(info.parameters) if info else "",
-        "quantization_level": info.quantization if info else "",
+        "family": arch or "",
+        "families": [arch] if arch else None,
+        "parameter_size": parameter_size(header.parameter_count) if header else "",
+        "quantization_level": (header.quantization or "") if header else "",
     }
 
 
@@ -64,50 +83,49 @@ def _iso(seconds: float) -> str:
 
 
 @router.get("/tags")
-async def tags(services: ServicesDep) -> dict[str, Any]:
+async def tags(request: Request, services: ServicesDep) -> dict[str, Any]:
     models = [
         {"name": m.name, "model": m.name, "modified_at": _iso(m.modified_s), "size": m.size_bytes,
-         "digest": "", "details": _details(services, m)}
+         "digest": "", "details": _details(await asyncio.to_thread(_header, request, m))}
         for m in installed_models(services.paths)
     ]  # fmt: skip
     return {"models": models}
 
 
 @router.get("/ps")
-async def ps(services: ServicesDep) -> dict[str, Any]:
+async def ps(request: Request, services: ServicesDep) -> dict[str, Any]:
     now = time.time()
     models = []
     for loaded in services.engines.loaded():
         local = services.engines.resolve(loaded.info.model_name)
         models.append({
             "name": loaded.info.model_name, "model": loaded.info.model_name, "size": loaded.info.memory_bytes,
-            "digest": "", "details": _details(services, local), "expires_at": _iso(now + loaded.expires_in_s),
+            "digest": "", "details": _details(await asyncio.to_thread(_header, request, local)), "expires_at": _iso(now + loaded.expires_in_s),
             "size_vram": 0, "context_length": loaded.info.context_tokens,
         })  # fmt: skip
     return {"models": models}
 
 
 @router.post("/show")
-async def show(body: ModelRequest, services: ServicesDep) -> dict[str, Any]:
+async def show(body: ModelRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
     if not body.target:
         raise UserInputError('Say which model to show: {"model": "NAME"}.')
     local = services.engines.resolve(body.target)
-    engine = await services.engines.acquire(local.name)
-    metadata = getattr(engine, "metadata", {})
-    template = getattr(engine, "chat_template_source", "")
+    header = await asyncio.to_thread(_header, request, local)
+    metadata = header.metadata if header else {}
+    template = (header.chat_template if header else None) or ""
     capabilities = ["completion"]
     if "<think>" in template:
         capabilities.append("thinking")
-    if engine.info.supports_embeddings:
-        capabilities.append("embedding")
+    capabilities.append("embedding")  # every llama.cpp model embeds (chat models: a labelled fallback)
     return {
         "modelfile": f"# bendi\nFROM {local.path}\n",
         "parameters": "",
         "template": template,
-        "details": _details(services, local),
+        "details": _details(header),
         "model_info": {k: v for k, v in metadata.items() if not k.startswith("tokenizer.ggml.")},
         "capabilities": capabilities,
-        "license": metadata.get("general.license", ""),
+        "license": (header.license if header else None) or "",
         "modified_at": _iso(local.modified_s),
     }
 

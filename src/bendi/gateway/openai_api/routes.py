@@ -98,7 +98,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
     if (body.model and body.model.startswith("kb:")) or body.knowledge_base:
         raise UserInputError("Knowledge-base chat is not enabled on this server.")
     params = to_sampling(body, body.max_completion_tokens or body.max_tokens)
-    session = await open_session(request, services, body.model, params, messages=to_messages(body))
+    # A client that leaves while queued or during prompt processing must not start a generation.
+    session = await run_until_disconnect(
+        request,
+        open_session(request, services, body.model, params, messages=to_messages(body)),
+        discard=Session.close,
+    )
     split = body.reasoning_format not in ("raw", "none")
     field = services.settings.reasoning_field
     completion_id, created, model = new_id("chatcmpl"), now_s(), session.model
@@ -173,8 +178,12 @@ async def completions(body: CompletionRequest, request: Request, services: Servi
         )
     if body.echo or body.suffix:
         raise UserInputError("`echo` and `suffix` are not supported.")
-    session = await open_session(
-        request, services, body.model, to_sampling(body, body.max_tokens or 16), prompt=prompts[0]
+    session = await run_until_disconnect(
+        request,
+        open_session(
+            request, services, body.model, to_sampling(body, body.max_tokens or 16), prompt=prompts[0]
+        ),
+        discard=Session.close,
     )
     completion_id, created, model = new_id("cmpl"), now_s(), session.model
 

@@ -8,6 +8,7 @@ import { mountModels } from "./models.js";
 import { mountHardware } from "./hardware.js";
 import { mountSettings } from "./settings.js";
 import { refreshVerdicts } from "./state.js";
+import { icon } from "./icons.js";
 
 const MOUNTS = { chat: mountChat, knowledge: mountKnowledge, models: mountModels, hardware: mountHardware, settings: mountSettings };
 const mounted = new Map(); // view name -> its topbar tools
@@ -44,6 +45,8 @@ async function boot() {
     if (location.hash === "#/chat" || location.hash === "") { show("chat"); newChat(); } else location.hash = "#/chat";
   });
   const app = document.getElementById("app");
+  document.getElementById("sidebar-open").append(icon("menu", 20));
+  document.getElementById("sidebar-close").append(icon("close", 18));
   document.getElementById("sidebar-open").addEventListener("click", () => app.classList.add("nav-open"));
   document.getElementById("sidebar-close").addEventListener("click", () => app.classList.remove("nav-open"));
   document.getElementById("scrim").addEventListener("click", () => app.classList.remove("nav-open"));

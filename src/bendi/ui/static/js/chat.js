@@ -2,7 +2,7 @@
 import { h, clear, formatBytes, toast } from "./elements.js";
 import { get, post, patch, del, sse } from "./api.js";
 import { t } from "./i18n.js";
-import { state, on, emit, refreshModels, refreshKnowledgeBases } from "./state.js";
+import { state, on, emit, refreshModels, refreshKnowledgeBases, verdictFor } from "./state.js";
 import { AssistantView, assistantFromStored, userView } from "./messages.js";
 
 let ui = null;
@@ -11,9 +11,9 @@ let controller = null;   // AbortController of the stream in flight
 let pendingKb = null;    // a knowledge base chosen on the knowledge screen for the next new chat
 
 function verdictBadge(name) {
-  const v = state.verdicts.get(name);
+  const v = verdictFor(name);
   if (!v) return "";
-  const speed = v.decode_tokens_per_s ? ` · ~${Math.round(v.decode_tokens_per_s)} tok/s` : "";
+  const speed = v.decode_tokens_per_s ? ` · ~${v.decode_tokens_per_s >= 10 ? Math.round(v.decode_tokens_per_s) : v.decode_tokens_per_s.toFixed(1)} tok/s` : "";
   return v.fits === false ? ` · ${t("models.noFit")}` : ` · ${t("models.fits")}${speed}`;
 }
 

@@ -3,7 +3,7 @@
 import { h, clear, formatBytes, toast } from "./elements.js";
 import { get, post, del, request } from "./api.js";
 import { t } from "./i18n.js";
-import { state, refreshModels, refreshVerdicts, on } from "./state.js";
+import { state, refreshModels, refreshVerdicts, on, verdictFor } from "./state.js";
 import { collapseRows } from "./hardware.js";
 
 let ui = null;
@@ -29,7 +29,7 @@ export function mountModels(view) {
         h("thead", {}, h("tr", {}, ["models.name", "models.size", "models.fit", "models.speed", ""].map((k) => h("th", { text: k ? t(k) : "" })))),
         ui.catalog)))));
   on("models", renderInstalled);
-  on("verdicts", renderCatalog);
+  on("verdicts", () => { renderCatalog(); renderInstalled(); });
   refresh();
   renderCatalog();
   pollPulls();
@@ -52,7 +52,8 @@ async function renderInstalled() {
     // Until a model is loaded the API has no GGUF details: read the quantization off the name.
     const quant = m.quant || (/(?:^|[-:_])((?:i?q\d(?:_[a-z0-9]+)*)|bf16|f16|f32)(?=$|[-:.])/i.exec(m.name)?.[1] ?? "—").toUpperCase();
     ui.installed.append(h("tr", { class: "model-row", dataset: { name: m.name } },
-      h("td", {}, h("b", { text: m.name }), m.params ? h("div", { class: "muted small", text: m.params }) : null),
+      h("td", {}, h("b", { text: m.name }), " ", verdictFor(m.name) ? fitBadge(verdictFor(m.name)) : null,
+        m.params ? h("div", { class: "muted small", text: m.params }) : null),
       h("td", { text: formatBytes(m.size) }),
       h("td", { text: quant }),
       h("td", { text: running?.context_length ? running.context_length.toLocaleString() : "—" }),
@@ -70,10 +71,11 @@ function planRows() {
   return rows; // only what fits here is offered for download; the hardware screen lists the rest
 }
 
-function fitBadge(row) {
+function fitBadge(row, withSpeed = true) {
   if (row.fits === false) return h("span", { class: "badge bad", text: t("models.noFit"), title: row.reason ?? "" });
   const speed = row.decode_tokens_per_s ?? 0;
-  return h("span", { class: `badge ${speed >= 8 ? "ok" : "warn"}`, text: speed >= 8 ? t("models.fits") : t("models.slow"), title: row.reason ?? "" });
+  const label = `${speed >= 8 ? t("models.fits") : t("models.slow")}${speed && withSpeed ? ` · ${speed.toFixed(speed >= 10 ? 0 : 1)} tok/s` : ""}`;
+  return h("span", { class: `badge ${speed >= 8 ? "ok" : "warn"}`, text: label, title: row.reason ?? "" });
 }
 
 function renderCatalog() {
@@ -85,7 +87,7 @@ function renderCatalog() {
     ui.catalog.append(h("tr", {},
       h("td", {}, h("b", { text: row.model }), h("div", { class: "muted small", text: row.reason ?? "" })),
       h("td", { text: formatBytes(row.weights_bytes ?? row.total_bytes) }),
-      h("td", {}, fitBadge(row)),
+      h("td", {}, fitBadge(row, false)),
       h("td", { text: row.decode_tokens_per_s ? `~${row.decode_tokens_per_s.toFixed(1)} tok/s` : "—" }),
       h("td", {}, h("button", { type: "button", text: t("models.pullButton"), onclick: () => startPull(row.model) }))));
   }

@@ -28,7 +28,8 @@ export async function refreshVerdicts() {
   try {
     const plan = await get("/v1/plan");
     const rows = Array.isArray(plan) ? plan : (plan.plans ?? plan.data ?? []);
-    state.verdicts = new Map(rows.filter((r) => r && r.model).map((r) => [r.model, r]));
+    const all = [...rows, ...(plan.rejected ?? []).map((r) => ({ ...r, fits: false }))];
+    state.verdicts = new Map(all.filter((r) => r && r.model).map((r) => [r.model, r]));
     state.plan = plan;
   } catch {
     state.verdicts = new Map();
@@ -46,4 +47,12 @@ export async function refreshKnowledgeBases() {
   }
   emit("knowledgeBases", state.knowledgeBases);
   return state.knowledgeBases;
+}
+
+// The advisor's verdict for an installed model: its exact catalog name, else the tag's best-ranked
+// quant ("deepseek-r1:7b" is pulled as the catalog's default quant of that tag).
+export function verdictFor(name) {
+  if (state.verdicts.has(name)) return state.verdicts.get(name);
+  for (const [model, row] of state.verdicts) if (model.startsWith(`${name}-`)) return row;
+  return null;
 }

@@ -1,0 +1,95 @@
+"""Parallel Range connections: segments, resume per segment, fallback when Range is ignored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+from pathlib import Path
+
+import pytest
+from fakehub import FakeHub
+from ggufmaker import write_gguf
+
+from bendi.core.errors import IntegrityError
+from bendi.core.settings import Settings
+from bendi.store.parallel import plan_segments
+from bendi.store.partial import DownloadCancelled
+from bendi.store.store import PullProgress, Store
+
+REPO, FILE = "acme/Big-GGUF", "Big-Q8_0.gguf"
+REF = f"hf:{REPO}/{FILE}"
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings, retry_backoff_s=0.01, parallel_min_bytes=1_000_000)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _blob_gets(hub: FakeHub) -> list[str | None]:
+    return [rng for method, path, rng in hub.state.requests if method == "GET" and path.startswith("/blobs/")]
+
+
+@pytest.fixture()
+def big(tmp_path: Path, hub: FakeHub) -> Path:
+    path = write_gguf(tmp_path / "up" / FILE, 4_000_000, seed=11)
+    hub.state.add(REPO, FILE, path)
+    return path
+
+
+def test_a_large_file_comes_down_in_segments_and_is_verified(hub_settings, hub, big):
+    installed = _store(hub_settings).pull(REF)
+    size = big.stat().st_size
+    wanted = {f"bytes={s.start}-{s.end - 1}" for s in plan_segments(size, hub_settings.download_connections)}
+    assert set(_blob_gets(hub)) == wanted and len(wanted) == 4
+    assert _sha(installed.path) == _sha(big) and installed.manifest.verified
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_segments_resume_after_drops_at_random_offsets(hub_settings, hub, big, seed):
+    rng = random.Random(seed)
+    hub.state.drop_after = [rng.randrange(1, 400_000) for _ in range(6)]
+    installed = _store(hub_settings).pull(REF)
+    assert _sha(installed.path) == _sha(big)
+    assert len(_blob_gets(hub)) == 4 + 6  # every drop cost one more request, never a restart
+
+
+def test_a_cancelled_parallel_pull_resumes_each_segment(hub_settings, hub, big):
+    hub.state.throttle_bytes_per_s = 4_000_000
+    cancel = threading.Event()
+
+    def progress(p: PullProgress) -> None:
+        if p.status == "downloading" and p.completed_bytes > 800_000:
+            cancel.set()
+
+    with pytest.raises(DownloadCancelled):
+        _store(hub_settings).pull(REF, progress=progress, cancel=cancel)
+    partials = _store(hub_settings).layout.paths.partials
+    recorded = json.loads(next(partials.glob("*.json")).read_text())["segments"]
+    assert sum(done for _, _, done in recorded) > 800_000
+    hub.state.throttle_bytes_per_s = None
+    before = len(hub.state.requests)
+    installed = _store(hub_settings).pull(REF)
+    resumed = {rng for m, p, rng in hub.state.requests[before:] if m == "GET" and p.startswith("/blobs/")}
+    assert resumed == {
+        f"bytes={start + done}-{end - 1}" for start, end, done in recorded if start + done < end
+    }
+    assert _sha(installed.path) == _sha(big)
+
+
+def test_a_server_ignoring_range_falls_back_to_one_connection(hub_settings, hub, big):
+    hub.state.ignore_range = True
+    installed = _store(hub_settings).pull(REF)
+    assert _sha(installed.path) == _sha(big)
+    assert _blob_gets(hub)[-1] is None  # the last request was the plain one-connection download
+
+
+def test_a_wrong_published_hash_fails_parallel_downloads_too(hub_settings, hub, big):
+    hub.state.advertise_sha[FILE] = "1" * 64
+    with pytest.raises(IntegrityError, match="want sha256 1111"):
+        _store(hub_settings).pull(REF, source="huggingface")
+    assert not list(_store(hub_settings).layout.paths.partials.glob("*.part"))
