@@ -133,7 +133,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"model {spec.name}, {args.threads} threads, {args.tokens} tokens, {args.runs} alternating runs")
+        print(
+            f"model {spec.name}, {args.threads} threads, {args.tokens} tokens, {args.runs} alternating runs"
+        )
         print(f"  direct llama-cpp-python loop : {direct_speed:7.1f} tok/s (median)")
         print(f"  bendi serve (HTTP, streaming): {serve_speed:7.1f} tok/s (median)")
         print(f"  ratio serve/direct           : {ratio:7.3f}   (median of pairs; target >= 0.95)")

@@ -68,13 +68,10 @@ def start_llama_server(binary: str, threads: int) -> tuple[subprocess.Popen[byte
     return proc, url
 
 
-def sweep(url: str, levels: list[int], max_tokens: int) -> dict[int, dict[str, float]]:
-    out = {}
-    for level in levels:
-        report = asyncio.run(run_level(url, MODEL, level, 2 * level, 64, max_tokens, 300.0, None))
-        out[level] = {"aggregate": report.aggregate_tok_s, "per_stream": report.per_stream_tok_s,
-                      "ttft_p50": report.ttft_p50_s, "ttft_p99": report.ttft_p99_s, "errors": sum(report.errors.values())}  # fmt: skip
-    return out
+def measure(url: str, level: int, requests: int, max_tokens: int) -> dict[str, float]:
+    report = asyncio.run(run_level(url, MODEL, level, requests, 64, max_tokens, 600.0, None))
+    return {"aggregate": report.aggregate_tok_s, "per_stream": report.per_stream_tok_s,
+            "ttft_p50": report.ttft_p50_s, "ttft_p99": report.ttft_p99_s, "errors": sum(report.errors.values())}  # fmt: skip
 
 
 def second_turn_ttft(url: str) -> tuple[float, float]:
@@ -127,29 +124,36 @@ def main() -> int:
     parser.add_argument("--llama-server", default="/tmp/llama-server-build/llama-server")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--levels", default="1,4,8", help="client counts; must include 1 and 8")
+    parser.add_argument("--requests-per-client", type=int, default=2)
     args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
     results: dict[str, object] = {}
-    if Path(args.llama_server).exists():
-        proc, url = start_llama_server(args.llama_server, args.threads)
-        try:
-            results["llama_server"] = sweep(url, [1, 4, 8], args.max_tokens)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    # Both servers stay up and the levels alternate between them, so a change in the machine's
+    # background load during the run hits both sides alike.
+    ref_proc, ref_url = start_llama_server(args.llama_server, args.threads)
     proc, url = start_bendi(args.threads)
+    ref: dict[int, dict[str, float]] = {}
+    bendi: dict[int, dict[str, float]] = {}
     try:
-        results["bendi"] = sweep(url, [1, 4, 8], args.max_tokens)
+        for level in levels:
+            n = args.requests_per_client * level
+            ref[level] = measure(ref_url, level, n, args.max_tokens)
+            bendi[level] = measure(url, level, n, args.max_tokens)
+            print(f"c={level}: llama-server {ref[level]}  bendi {bendi[level]}", file=sys.stderr, flush=True)
         results["second_turn"] = second_turn_ttft(url)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        for p in (proc, ref_proc):
+            p.terminate()
+            p.wait(timeout=30)
+    results["bendi"], results["llama_server"] = bendi, ref
     results["overload"] = overload(args.threads)
+    print(json.dumps(results), file=sys.stderr, flush=True)
 
-    bendi, ref = results["bendi"], results.get("llama_server")
     print(f"{'clients':>8} {'bendi tok/s':>12} {'llama-server':>13} {'ratio':>7}   bendi TTFT p50/p99")
-    for level in (1, 4, 8):
-        b = bendi[level]  # type: ignore[index]
-        r = ref[level]["aggregate"] if ref else float("nan")  # type: ignore[index]
+    for level in levels:
+        b = bendi[level]
+        r = ref[level]["aggregate"]
         print(f"{level:>8} {b['aggregate']:>12.1f} {r:>13.1f} {b['aggregate'] / r if ref else float('nan'):>7.2f}"
               f"   {b['ttft_p50']:.3f}/{b['ttft_p99']:.3f} s  errors {b['errors']}")  # fmt: skip
     scale = bendi[8]["aggregate"] / bendi[1]["aggregate"]  # type: ignore[index]

@@ -3,8 +3,9 @@
 Generates a ~200 MB GGUF in a temp dir, serves it with the test suite's fake hub (sendfile, loopback)
 and times, best of N runs each:
   curl               curl -o FILE URL (no hashing, no fsync): the reference
-  bendi downloader   stream + SHA-256 while streaming + fsync + atomic rename (what `bendi pull` does per file)
-  bendi pull         the whole pull: HEAD, download, GGUF validation, manifest
+  bendi, 1 connection  stream + SHA-256 on a writer thread + fsync + atomic rename
+  bendi pull           the whole pull with settings.download_connections (4) Range connections:
+                       HEAD, parallel segments, frontier hashing, GGUF validation, manifest
 and the hashing overhead: SHA-256 alone over the same bytes, as a share of the download time.
 
 Usage: .venv/bin/python benchmarks/bench_store_download.py [--size-mb 200] [--runs 3]
@@ -79,7 +80,7 @@ def _cpu_s() -> float:
 
 def _measure(
     args: argparse.Namespace, curl: str, tmp: Path, source: Path, mirror: str
-) -> tuple[list[float], list[float], list[float], list[float], float, float, float]:
+) -> tuple[list[float], list[float], dict[int, list[float]], list[float], float, float, float]:
     url = f"{mirror}/{REPO}/{FILE}"
     curl_s, curl_cpu = [], []
     curl_then_hash_s = 0.0
@@ -107,13 +108,14 @@ def _measure(
             downloader_cpu.append(_cpu_s() - cpu)
         layout.blob_path(digest).unlink()
 
-    pull_s = []
-    for _ in range(args.runs):
-        store = Store(settings)
-        start = time.perf_counter()
-        installed = store.pull(f"hf:{REPO}/{FILE}", source="mirror")
-        pull_s.append(time.perf_counter() - start)
-        store.remove(installed.name)
+    pull_s: dict[int, list[float]] = {1: [], 4: []}
+    for connections, times in pull_s.items():
+        for _ in range(args.runs):
+            store = Store(settings.model_copy(update={"download_connections": connections}))
+            start = time.perf_counter()
+            installed = store.pull(f"hf:{REPO}/{FILE}", source="mirror")
+            times.append(time.perf_counter() - start)
+            store.remove(installed.name)
 
     data = source.read_bytes()
     hash_s = []
@@ -130,7 +132,7 @@ def _report(
     mb: float,
     curl_s: list[float],
     downloader_s: list[float],
-    pull_s: list[float],
+    pull_s: dict[int, list[float]],
     hash_s: list[float],
     curl_cpu_s: float,
     downloader_cpu_s: float,
@@ -138,18 +140,19 @@ def _report(
 ) -> None:
     curl_best, curl_med = best_and_median(curl_s)
     dl_best, dl_med = best_and_median(downloader_s)
-    pull_best, pull_med = best_and_median(pull_s)
     hash_best, _ = best_and_median(hash_s)
     print(f"file: {mb:.0f} MB over loopback, best of {args.runs} (median in brackets)")
-    print(f"  curl              {mb / curl_best:8.0f} MB/s  ({mb / curl_med:.0f})   CPU {curl_cpu_s:.2f} s")
-    print(f"  bendi downloader  {mb / dl_best:8.0f} MB/s  ({mb / dl_med:.0f})   CPU {downloader_cpu_s:.2f} s"
+    print(f"  {'curl':<24}{mb / curl_best:6.0f} MB/s ({mb / curl_med:.0f})   CPU {curl_cpu_s:.2f} s")
+    print(f"  {'bendi downloader, 1 conn':<24}{mb / dl_best:6.0f} MB/s ({mb / dl_med:.0f})   CPU {downloader_cpu_s:.2f} s"
           f"   ratio to curl {curl_best / dl_best:.2f}")  # fmt: skip
-    print(f"  bendi pull        {mb / pull_best:8.0f} MB/s  ({mb / pull_med:.0f})"
-          f"   ratio to curl {curl_best / pull_best:.2f}")  # fmt: skip
-    print(f"  curl + sha256sum  {mb / curl_then_hash_s:8.0f} MB/s  (first run)"
-          f"   bendi downloader vs this {curl_then_hash_s / dl_best:.2f}")  # fmt: skip
+    for connections, times in pull_s.items():
+        best, median = best_and_median(times)
+        print(f"  {f'bendi pull, {connections} conn':<24}{mb / best:6.0f} MB/s ({mb / median:.0f})"
+              f"   ratio to curl {curl_best / best:.2f}")  # fmt: skip
+    print(f"  {'curl, then sha256sum':<24}{mb / curl_then_hash_s:6.0f} MB/s (one run)"
+          f"   downloader vs this {curl_then_hash_s / dl_best:.2f}")  # fmt: skip
     print(
-        f"  sha256 alone      {mb / hash_best:8.0f} MB/s   = {hash_best / dl_best:.0%} of the download time"
+        f"  {'sha256 alone':<24}{mb / hash_best:6.0f} MB/s   = {hash_best / dl_best:.0%} of the downloader's time"
     )
 
 

@@ -145,3 +145,16 @@ def test_hardware_options_for_671b() -> None:
     assert any("routed experts in RAM" in p.placement for p in options)
     assert "desktop: 32 GB RAM, no GPU" not in by_machine
     assert all(p.fits and p.decode_tokens_per_s > 0 for p in options)
+
+
+def test_doctor_problems_are_sentences() -> None:
+    from dataclasses import replace
+
+    from bendi.catalog.advisor import problems
+
+    old = load_machine("laptop-16gb")
+    weak = replace(old, cpu=replace(old.cpu, flags=("avx",)), disk_free_bytes=5 * GB, ram_total_bytes=6 * GB)
+    found = problems(weak)
+    assert any("AVX2" in p for p in found) and any("disk" in p for p in found)
+    assert any("RAM" in p for p in found) and any("No GPU" in p for p in found)
+    assert not any("AVX2" in p for p in problems(load_machine("workstation-2x4090-128gb")))

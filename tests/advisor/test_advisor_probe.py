@@ -73,3 +73,15 @@ def test_broken_nvidia_smi_means_no_gpus(tmp_path: Path, monkeypatch: pytest.Mon
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     assert probe().gpus == ()
+
+
+def test_amd_gpu_from_rocm_smi_json(advisor_fixtures: Path) -> None:
+    from bendi.catalog.gpus import find_gpu_spec
+    from bendi.hardware.probe import parse_rocm_smi_json
+
+    gpus = parse_rocm_smi_json((advisor_fixtures / "rocm-smi/workstation-7900xtx.json").read_text())
+    assert len(gpus) == 1 and gpus[0].vendor == "amd"
+    assert gpus[0].memory_total_bytes == 25_753_026_560
+    assert gpus[0].memory_free_bytes == 25_753_026_560 - 1_103_101_952
+    spec = find_gpu_spec(gpus[0].name)
+    assert spec is not None and spec.key == "RX 7900 XTX"

@@ -68,6 +68,8 @@ def test_flood_gets_success_or_retryable_refusal_and_server_stays_healthy(bendi_
     assert process.memory_info().rss < rss_before + 64 * 1024 * 1024  # flat, not growing per request
     metrics = httpx.get(server.base_url + "/metrics").text
     assert 'bendi_rejected_requests_total{model="smollm2:135m",status="503"}' in metrics
+    assert 'bendi_admission_queue_depth{model="smollm2:135m"} 0' in metrics  # nothing left behind
+    assert 'bendi_admission_running{model="smollm2:135m"} 0' in metrics
 
 
 def test_per_client_quota_is_429_in_each_api_dialect(bendi_server_factory) -> None:  # type: ignore[no-untyped-def]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import resource
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -93,3 +97,23 @@ def test_a_wrong_published_hash_fails_parallel_downloads_too(hub_settings, hub, 
     with pytest.raises(IntegrityError, match="want sha256 1111"):
         _store(hub_settings).pull(REF, source="huggingface")
     assert not list(_store(hub_settings).layout.paths.partials.glob("*.part"))
+
+
+def test_a_file_size_limit_below_the_model_is_a_disk_full_error(hub, bendi_home, big):
+    code = (
+        "import signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "from bendi.core.settings import load_settings\n"
+        "from bendi.store.store import Store\n"
+        "try:\n"
+        f"    Store(load_settings(), parallel_min_bytes=1_000_000).pull({REF!r})\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = dict(os.environ, BENDI_HOME=str(bendi_home), **hub.settings_env())
+    limit = 1_000_000
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )  # fmt: skip
+    assert done.stdout.startswith("DiskFullError"), done.stdout + done.stderr
+    assert "bendi pull" in done.stdout

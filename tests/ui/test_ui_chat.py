@@ -22,12 +22,22 @@ def _conversations(base_url: str) -> list[dict[str, Any]]:
     return data
 
 
+def _limit_answer_length(browser: Any, tokens: int) -> None:
+    """Keep answers short on a busy 2-core machine, through the chat's own settings drawer."""
+    field = browser.find_element(By.ID, "max-tokens")
+    if not field.is_displayed():
+        browser.find_element(By.ID, "chat-settings-toggle").click()
+    field.clear()
+    field.send_keys(str(tokens), Keys.TAB)
+
+
 def test_send_message_streams_answer_and_keeps_conversation(
     ui_server: Any, browser: Any, artifacts: Path
 ) -> None:
     open_app(browser, ui_server.base_url)
     picker = wait_for(lambda: browser.find_element(By.ID, "model-picker"), what="model picker")
     wait_for(lambda: "smollm2:135m" in picker.text, what="the installed model in the picker")
+    _limit_answer_length(browser, 48)
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("Write one short sentence about the sea. " + XSS)
     box.send_keys(Keys.ENTER)
@@ -82,6 +92,12 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
                       if len(httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["messages"]) == 2
                       else None, what="the stopped answer to be saved")  # fmt: skip
     first_answer_id = stored["messages"][1]["id"]
+    _limit_answer_length(browser, 32)  # the per-chat setting, saved on the conversation
+    wait_for(
+        lambda: httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["max_tokens"] == 32,
+        10,
+        "saved",
+    )
     # Edit the question and resend: the old answer is replaced by a new one for the new text.
     browser.find_element(By.CSS_SELECTOR, ".msg.user .edit").click()
     area = browser.find_element(By.CSS_SELECTOR, ".edit-area")

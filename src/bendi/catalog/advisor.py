@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 from bendi.catalog.catalog import ModelVariant, load_catalog
 from bendi.catalog.estimate import ModelFacts
+from bendi.catalog.gpus import find_gpu_spec
 from bendi.catalog.machines import describe_machine
 from bendi.catalog.planner import Plan, gb, plan_model
 from bendi.hardware.profile import HardwareProfile
 
+LOW_DISK_BYTES = 20 * 10**9  # a 7B Q4 model plus a knowledge base index
+LOW_RAM_BYTES = 8 * 10**9
 USABLE_DECODE_TOKENS_PER_S = 5.0  # below this a reasoning model's long thoughts take minutes
 MAX_ALTERNATIVES = 4
 
@@ -151,3 +154,30 @@ def hardware_options(variant: ModelVariant, context_tokens: int | None = None) -
         if fitting:
             options.append(fitting[0])
     return options
+
+
+def problems(profile: HardwareProfile) -> list[str]:
+    """What will hurt on this machine (`bendi doctor`), each a sentence saying what to do."""
+    found = []
+    if profile.cpu.architecture in ("x86_64", "AMD64") and "avx2" not in profile.cpu.flags:
+        found.append("This CPU lacks AVX2, so llama.cpp runs 3-5x slower; prefer a GPU or a newer CPU.")
+    if profile.disk_free_bytes is not None and profile.disk_free_bytes < LOW_DISK_BYTES:
+        found.append(
+            f"Only {profile.disk_free_bytes / 1e9:.1f} GB of disk is free; models need 1-400 GB. "
+            "Free space or set BENDI_HOME to a larger disk."
+        )
+    if profile.ram_total_bytes < LOW_RAM_BYTES:
+        found.append(
+            f"Only {profile.ram_total_bytes / 1e9:.1f} GB of RAM: only the 1.5B model will run well."
+        )
+    if not profile.gpus:
+        found.append(
+            "No GPU found (nvidia-smi absent or no Apple GPU): models run on the CPU, which is "
+            "fine up to ~8B parameters."
+        )
+    for gpu in profile.gpus:
+        if find_gpu_spec(gpu.name) is None:
+            found.append(
+                f"GPU {gpu.name!r} is not in bendi's spec table; speed estimates assume a mid-range card."
+            )
+    return found

@@ -278,6 +278,8 @@ def plan_model(
         reason = _why_not(mem, m)
         if max_ctx:
             reason += f" It does fit with a context of up to {max_ctx:,} tokens (--ctx {max_ctx})."
+    if context_tokens and context_tokens > a.max_context_tokens:
+        reason = f"Context capped at the model's maximum of {a.max_context_tokens:,} tokens. " + reason
     return Plan(
         model=facts.name,
         quant=facts.quant,

@@ -13,6 +13,7 @@ from bendi.catalog.estimate import ModelFacts, _routed_expert_share, kv_bytes_pe
 GB = 1e9
 NUMA_SCALING = 0.72  # a second socket adds ~44% decode throughput, not 100% (reference rows 1 vs 2)
 SPILL_LOCALITY_EXPONENT = 2.0
+MOE_PREFILL_EFFICIENCY = 0.3  # relative to dense (reference row 12: 16x3090, pp512 239 tok/s)
 PCIE_GBPS = 25.0  # host-to-GPU copy rate llama.cpp gets when prefill streams CPU-resident layers
 
 
@@ -28,7 +29,8 @@ class EngineProfile:
     apple_layer_overhead_s: float  # the same on Metal
     moe_layer_overhead_s: float  # routing + expert gather: per MoE layer per token
     gpu_hop_s: float  # per boundary between GPUs in a layer split / pipeline
-    compute_efficiency: float  # fraction of FP16 TFLOPS reached in prefill
+    compute_efficiency: float  # fraction of FP16 TFLOPS reached in prefill (CUDA)
+    apple_compute_efficiency: float = 0.65  # Metal reaches more of its (lower) peak
     mla_latent_cache: bool = True
 
 
@@ -38,7 +40,7 @@ ENGINE_PROFILES: dict[str, EngineProfile] = {
         EngineProfile("llama.cpp", 0.90, 0.50, 0.80, 70e-6, 150e-6, 0.45e-3, 0.3e-3, 0.40),
         # Builds before CUDA graphs (May 2024) paid ~3x more per layer; the reference's A100/H100 and
         # early Metal rows were measured on those.
-        EngineProfile("llama.cpp-2023", 0.90, 0.50, 0.80, 220e-6, 220e-6, 0.45e-3, 0.3e-3, 0.40),
+        EngineProfile("llama.cpp-2023", 0.90, 0.50, 0.80, 220e-6, 220e-6, 0.45e-3, 0.3e-3, 0.25),
         EngineProfile("ik_llama.cpp", 0.90, 0.60, 0.80, 70e-6, 150e-6, 0.45e-3, 0.3e-3, 0.40),
         EngineProfile("ktransformers", 0.90, 0.41, 0.80, 70e-6, 150e-6, 0.10e-3, 0.3e-3, 0.40),
         EngineProfile("mlx", 0.85, 0.50, 0.80, 70e-6, 150e-6, 0.30e-3, 0.0, 0.55, mla_latent_cache=False),
@@ -137,9 +139,21 @@ def estimate_speed(
     decode = 1.0 / seconds
 
     active_params = (a.active_params_b or facts.params_b) * 1e9
-    flops_per_token = 2 * active_params
+    # Weights, plus attention over half the context on average (QK^T and AV for every head).
+    flops_per_token = (
+        2 * active_params + 2 * a.n_layers * a.n_head * (a.head_dim_k + a.head_dim_v) * context_tokens / 2
+    )
+    if a.is_moe:  # each expert sees ~ubatch x 8/256 tokens: small matmuls, far from peak
+        flops_per_token /= MOE_PREFILL_EFFICIENCY
     if placement.gpu_count or placement.unified_memory:
-        tflops = max(placement.gpu_tflops, 1.0) * max(placement.gpu_count, 1) * p.compute_efficiency
+        # A llama.cpp layer split runs the GPUs one after another; tensor parallel runs them together.
+        parallel_gpus = (
+            max(placement.tensor_parallel, 1) * max(placement.pipeline_parallel, 1)
+            if placement.tensor_parallel > 1
+            else 1
+        )
+        efficiency = p.apple_compute_efficiency if placement.unified_memory else p.compute_efficiency
+        tflops = max(placement.gpu_tflops, 1.0) * parallel_gpus * efficiency
         prefill_s = flops_per_token / (tflops * 1e12)
         if cpu_bytes and not placement.unified_memory:
             # CPU-resident weights are streamed to the GPU once per 512-token batch, or run on the CPU.

@@ -7,8 +7,6 @@ import json
 from typing import Any
 
 GB = 10**9
-LOW_DISK_BYTES = 20 * GB  # a 7B Q4 model plus a knowledge base index
-LOW_RAM_BYTES = 8 * GB
 TOP_MODELS = 5
 
 
@@ -18,36 +16,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=handle)
 
 
-def problems(profile: Any) -> list[str]:
-    """Sentences about what will hurt, each saying what to do."""
-    found = []
-    flags = set(profile.cpu.flags)
-    if profile.cpu.architecture in ("x86_64", "AMD64") and "avx2" not in flags:
-        found.append("This CPU lacks AVX2, so llama.cpp runs 3-5x slower; prefer a GPU or a newer CPU.")
-    if profile.disk_free_bytes is not None and profile.disk_free_bytes < LOW_DISK_BYTES:
-        found.append(
-            f"Only {profile.disk_free_bytes / GB:.1f} GB of disk is free; models need 1-400 GB. "
-            "Free space or set BENDI_HOME to a larger disk."
-        )
-    if profile.ram_total_bytes < LOW_RAM_BYTES:
-        found.append(f"Only {profile.ram_total_bytes / GB:.1f} GB of RAM: only the 1.5B model will run well.")
-    if not profile.gpus:
-        found.append(
-            "No GPU found (nvidia-smi absent or no Apple GPU): models run on the CPU, which is "
-            "fine up to ~8B parameters."
-        )
-    from bendi.catalog.gpus import find_gpu_spec
-
-    for gpu in profile.gpus:
-        if find_gpu_spec(gpu.name) is None:
-            found.append(
-                f"GPU {gpu.name!r} is not in bendi's spec table; speed estimates assume a mid-range card."
-            )
-    return found
-
-
 def handle(args: argparse.Namespace) -> int:
-    from bendi.catalog.advisor import rank_variants
+    from bendi.catalog.advisor import problems, rank_variants
     from bendi.core.settings import load_settings
     from bendi.hardware.probe import probe
 

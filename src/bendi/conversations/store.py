@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS conversations (
   system_prompt TEXT NOT NULL DEFAULT '',
   temperature REAL,
   context_tokens INTEGER,
+  max_tokens INTEGER,
   knowledge_base TEXT,
   created_at REAL NOT NULL,
   updated_at REAL NOT NULL
@@ -71,6 +72,7 @@ class Conversation:
     system_prompt: str
     temperature: float | None
     context_tokens: int | None
+    max_tokens: int | None
     knowledge_base: str | None
     created_at: float
     updated_at: float
@@ -80,7 +82,7 @@ class Conversation:
     def to_json(self, *, with_messages: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id, "title": self.title, "model": self.model, "system_prompt": self.system_prompt,
-            "temperature": self.temperature, "context_tokens": self.context_tokens,
+            "temperature": self.temperature, "context_tokens": self.context_tokens, "max_tokens": self.max_tokens,
             "knowledge_base": self.knowledge_base, "created_at": self.created_at,
             "updated_at": self.updated_at, "message_count": self.message_count,
         }  # fmt: skip
@@ -90,7 +92,15 @@ class Conversation:
 
 
 # Fields a client may set on a conversation, with their checks.
-SETTABLE = ("title", "model", "system_prompt", "temperature", "context_tokens", "knowledge_base")
+SETTABLE = (
+    "title",
+    "model",
+    "system_prompt",
+    "temperature",
+    "context_tokens",
+    "max_tokens",
+    "knowledge_base",
+)
 
 
 def _check_settings(values: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +118,9 @@ def _check_settings(values: dict[str, Any]) -> dict[str, Any]:
     context = values.get("context_tokens")
     if context is not None and not 128 <= int(context) <= 1_048_576:
         raise UserInputError("The context size must be between 128 and 1048576 tokens.")
+    max_tokens = values.get("max_tokens")
+    if max_tokens is not None and not 1 <= int(max_tokens) <= 1_048_576:
+        raise UserInputError("The answer length limit must be between 1 and 1048576 tokens.")
     return values
 
 
@@ -121,6 +134,9 @@ class ConversationStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(conversations)")}
+            if "max_tokens" not in columns:  # a database from before answer-length limits
+                db.execute("ALTER TABLE conversations ADD COLUMN max_tokens INTEGER")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -141,10 +157,10 @@ class ConversationStore:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO conversations (id, title, model, system_prompt, temperature, context_tokens,"
-                " knowledge_base, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                " max_tokens, knowledge_base, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (conv_id, (values.get("title") or "").strip() or "New chat", values.get("model"),
                  values.get("system_prompt") or "", values.get("temperature"), values.get("context_tokens"),
-                 values.get("knowledge_base"), now, now),
+                 values.get("max_tokens"), values.get("knowledge_base"), now, now),
             )  # fmt: skip
         return self.get(conv_id)
 
@@ -247,5 +263,5 @@ def _message(row: sqlite3.Row) -> Message:
 def _conversation(row: sqlite3.Row, count: int, messages: tuple[Message, ...]) -> Conversation:
     return Conversation(
         row["id"], row["title"], row["model"], row["system_prompt"], row["temperature"], row["context_tokens"],
-        row["knowledge_base"], row["created_at"], row["updated_at"], count, messages,
+        row["max_tokens"], row["knowledge_base"], row["created_at"], row["updated_at"], count, messages,
     )  # fmt: skip

@@ -109,6 +109,24 @@ async def open_session(
                    deadline, client_id(request))  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def admitted(request: Request, services: Services, model: str | None) -> AsyncIterator[Engine]:
+    """Admission for work that is not a token stream (embeddings): the same per-model limits and
+    per-client quota, on a gate of its own so embedding batches never take a chat's slot."""
+    local = services.engines.resolve(model or services.engines.default_model_name())
+    admission: Admission = request.app.state.admission
+    gate = f"{local.name} (embeddings)"
+    try:
+        ticket = await admission.enter(gate, client_id(request))
+    except OverloadedError as exc:
+        request.app.state.metrics.count_rejection(gate, exc.http_status)
+        raise
+    try:
+        yield await services.engines.acquire(local.name)
+    finally:
+        ticket.release()
+
+
 def error_text(exc: BaseException) -> tuple[str, int, str]:
     """A mid-stream failure as (message, status, code) for the final error event; logged here."""
     if isinstance(exc, BendiError):

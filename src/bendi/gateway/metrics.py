@@ -8,7 +8,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
@@ -16,6 +16,9 @@ from bendi.engines.llamacpp.scheduler import SchedulerStats
 from bendi.engines.messages import Finished
 from bendi.gateway.dependencies import client_id, get_services
 from bendi.services import Services
+
+if TYPE_CHECKING:
+    from bendi.gateway.admission import Admission
 
 router = APIRouter(tags=["observability"])
 log = logging.getLogger("bendi.access")
@@ -78,7 +81,7 @@ class Metrics:
                 )
                 self.itl.setdefault(model, Histogram(ITL_BUCKETS_S)).observe(itl)
 
-    def render(self, services: Services) -> str:
+    def render(self, services: Services, admission: Admission | None = None) -> str:
         out: list[str] = []
 
         def header(name: str, kind: str, text: str) -> None:
@@ -122,6 +125,15 @@ class Metrics:
             header(name, "gauge", text)
             for model, stat in sorted(stats.items()):
                 out.append(f'{name}{{model="{_esc(model)}"}} {value(stat)}')
+        if admission is not None:
+            header(
+                "bendi_admission_running", "gauge", "Admitted requests holding a slot, by model (gateway)."
+            )
+            for model, n in sorted(admission.active().items()):
+                out.append(f'bendi_admission_running{{model="{_esc(model)}"}} {n}')
+            header("bendi_admission_queue_depth", "gauge", "Requests waiting for a slot, by model (gateway).")
+            for model, n in sorted(admission.queue_depth().items()):
+                out.append(f'bendi_admission_queue_depth{{model="{_esc(model)}"}} {n}')
         header("bendi_model_loaded", "gauge", "Loaded models with their memory in bytes.")
         for loaded in pool.loaded():
             info = loaded.info
@@ -161,6 +173,11 @@ def install_request_counter(app: FastAPI) -> None:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics_endpoint(
-    services: Annotated[Services, Depends(get_services)], metrics: Annotated[Metrics, Depends(get_metrics)]
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    metrics: Annotated[Metrics, Depends(get_metrics)],
 ) -> Response:
-    return Response(metrics.render(services), media_type="text/plain; version=0.0.4; charset=utf-8")
+    admission = getattr(request.app.state, "admission", None)
+    return Response(
+        metrics.render(services, admission), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

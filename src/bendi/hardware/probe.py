@@ -1,7 +1,8 @@
-"""Find out what this machine has: CPU, RAM, disk and GPUs (nvidia-smi, Apple), quickly and without root."""
+"""Find out what this machine has: CPU, RAM, disk and GPUs (nvidia-smi, rocm-smi, Apple), quickly, without root."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -48,7 +49,7 @@ def probe(disk_path: Path | None = None) -> HardwareProfile:
         disk_free = None
     system = platform.system().lower()
     cpu = _probe_cpu(system)
-    gpus: tuple[GpuInfo, ...] = _probe_nvidia()
+    gpus: tuple[GpuInfo, ...] = _probe_nvidia() + _probe_amd()
     if system == "darwin" and platform.machine() == "arm64":
         gpus += (_apple_gpu(cpu.model, memory.total, memory.available),)
     return HardwareProfile(
@@ -122,6 +123,42 @@ def _probe_nvidia() -> tuple[GpuInfo, ...]:
         return parse_nvidia_smi_xml(out.stdout)
     except ET.ParseError:
         return ()
+
+
+def _probe_amd() -> tuple[GpuInfo, ...]:
+    exe = shutil.which("rocm-smi")
+    if exe is None:
+        return ()
+    command = [exe, "--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json"]
+    try:
+        out = subprocess.run(
+            command, capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=False
+        )
+        return parse_rocm_smi_json(out.stdout) if out.returncode == 0 else ()
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return ()
+
+
+def parse_rocm_smi_json(text: str) -> tuple[GpuInfo, ...]:
+    """GPUs from `rocm-smi --showproductname --showmeminfo vram --json` ({"card0": {...}, "system": {...}})."""
+    data = json.loads(text)
+    driver = data.get("system", {}).get("Driver version")
+    gpus = []
+    for key in sorted(k for k in data if k.startswith("card")):
+        card = data[key]
+        total = int(card.get("VRAM Total Memory (B)", 0))
+        used = int(card.get("VRAM Total Used Memory (B)", 0))
+        name = card.get("Card Series") or card.get("Card series") or card.get("Card model") or "AMD GPU"
+        gpus.append(
+            GpuInfo(
+                name=str(name),
+                vendor="amd",
+                memory_total_bytes=total,
+                memory_free_bytes=max(total - used, 0),
+                driver_version=driver,
+            )
+        )
+    return tuple(gpus)
 
 
 def _mib(text: str | None) -> int:

@@ -98,7 +98,10 @@ class SegmentedFetch:
         fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if os.fstat(fd).st_size != self.total:
-                os.ftruncate(fd, self.total)  # sparse: the disk fills as segments land
+                try:
+                    os.ftruncate(fd, self.total)  # sparse: the disk fills as segments land
+                except OSError as exc:  # EFBIG: a file-size limit below the model's size
+                    raise self._disk_full(exc) from exc
             workers = [
                 threading.Thread(target=self._worker, args=(fd, s), name=f"bendi-segment-{i}", daemon=True)
                 for i, s in enumerate(self.segments)
@@ -168,6 +171,14 @@ class SegmentedFetch:
                 self._fail(exc)
                 return
 
+    def _disk_full(self, exc: OSError) -> BaseException:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return exc
+        return DiskFullError(
+            f"The disk is full (or a file-size limit was hit) while downloading {self.remote.path_in_repo}; "
+            f"what arrived is kept in {self.part}. Free some space and run `bendi pull` again to resume."
+        )
+
     def _fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
         self._stop.set()
@@ -196,13 +207,7 @@ class SegmentedFetch:
                     try:
                         written = os.pwrite(fd, view, segment.position)
                     except OSError as exc:
-                        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                            raise DiskFullError(
-                                f"The disk is full (or a file-size limit was hit) while downloading "
-                                f"{self.remote.path_in_repo}; what arrived is kept in {self.part}. Free some "
-                                "space and run `bendi pull` again to resume."
-                            ) from exc
-                        raise
+                        raise self._disk_full(exc) from exc
                     segment.done += written
                     view = view[written:]
                 if segment.remaining == 0:

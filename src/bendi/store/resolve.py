@@ -50,7 +50,9 @@ def resolve_model(paths: DataPaths, name_or_path: str) -> LocalModel:
     installed = find_installed(paths, name_or_path)
     if installed is not None:
         return installed
-    if name_or_path.endswith(".gguf"):
+    from bendi.store.reference import is_hub_reference
+
+    if name_or_path.endswith(".gguf") and not is_hub_reference(name_or_path):
         raise ModelNotFoundError(f"No model file at {name_or_path}. Check the path.")
     raise ModelNotFoundError(
         f"Model {name_or_path!r} is not installed. Run `bendi list` to see installed models, "

@@ -15,6 +15,7 @@ class ConversationFields(BaseModel):
     system_prompt: str | None = Field(default=None, max_length=32_000)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     context_tokens: int | None = Field(default=None, ge=128, le=1_048_576)
+    max_tokens: int | None = Field(default=None, ge=1, le=1_048_576)  # answer length limit
     knowledge_base: str | None = Field(default=None, max_length=200)
 
 

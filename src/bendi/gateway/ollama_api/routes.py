@@ -15,7 +15,7 @@ from bendi.core.errors import BendiError, UserInputError
 from bendi.engines.messages import Finished, TextDelta
 from bendi.engines.reasoning import ReasoningSplitter
 from bendi.gateway.dependencies import get_services
-from bendi.gateway.generation import Session, error_text, open_session
+from bendi.gateway.generation import Session, admitted, error_text, open_session
 from bendi.gateway.ollama_api.protocol import (
     ChatRequest,
     EmbedRequest,
@@ -130,6 +130,14 @@ async def show(body: ModelRequest, request: Request, services: ServicesDep) -> d
     }
 
 
+def _refuse_unsupported(body: OllamaBase) -> None:
+    if body.format not in (None, ""):
+        raise UserInputError(
+            "`format` (JSON mode / structured output) is not supported by bendi yet; "
+            "ask for JSON in the prompt instead, or leave `format` out."
+        )
+
+
 def _wants_thinking(body: OllamaBase) -> bool:
     return body.think is not False  # True, "low"/"medium"/"high", or unset: return it in `thinking`
 
@@ -216,8 +224,11 @@ def _respond(request: Request, services: Services, session: Session, body: Ollam
 
 @router.post("/chat", response_model=None)
 async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> Any:
-    if body.model.startswith("kb:"):
-        raise UserInputError("Knowledge-base chat is not enabled on this server.")
+    if body.model.startswith("kb:") or getattr(body, "knowledge_base", None):
+        from bendi.gateway.knowledge_api.chat import ollama_kb_chat
+
+        return await ollama_kb_chat(body, request, services)
+    _refuse_unsupported(body)
     if not body.messages:
         return await _load_or_unload(services, body, "chat")
     started = time.monotonic()
@@ -232,6 +243,7 @@ async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> An
 async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Any:
     if body.images:
         raise UserInputError("This model does not accept images; send text only.")
+    _refuse_unsupported(body)
     if not body.prompt:
         return await _load_or_unload(services, body, "generate")
     started = time.monotonic()
@@ -257,20 +269,23 @@ def _user(text: str) -> Any:
 
 
 async def _embed(
-    services: Services, model: str, texts: list[str], keep: float | None
+    request: Request, services: Services, model: str, texts: list[str], keep: float | None
 ) -> tuple[str, list[list[float]], bool]:
-    engine = await services.engines.acquire(model or None, keep_alive_s=keep)
-    vectors = await engine.embed(texts)
+    async with admitted(request, services, model or None) as engine:
+        await services.engines.acquire(engine.info.model_name, keep_alive_s=keep)  # honour keep_alive
+        vectors = await engine.embed(texts)
     return engine.info.model_name, vectors, engine.info.embeddings_are_fallback
 
 
 @router.post("/embed")
-async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
+async def embed(body: EmbedRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else list(body.input)
     if not texts or any(not isinstance(t, str) for t in texts):
         raise UserInputError("`input` must be a string or a list of strings.")
     started = time.monotonic()
-    name, vectors, fallback = await _embed(services, body.model, texts, keep_alive_seconds(body.keep_alive))
+    name, vectors, fallback = await _embed(
+        request, services, body.model, texts, keep_alive_seconds(body.keep_alive)
+    )
     result: dict[str, Any] = {
         "model": name,
         "embeddings": vectors,
@@ -282,6 +297,8 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.post("/embeddings")
-async def embeddings(body: LegacyEmbeddingsRequest, services: ServicesDep) -> dict[str, Any]:
-    _, vectors, _ = await _embed(services, body.model, [body.prompt], None)
+async def embeddings(
+    body: LegacyEmbeddingsRequest, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    _, vectors, _ = await _embed(request, services, body.model, [body.prompt], None)
     return {"embedding": vectors[0]}

@@ -6,11 +6,12 @@ import base64
 import struct
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from bendi.core.errors import UserInputError
 from bendi.gateway.dependencies import get_services
+from bendi.gateway.generation import admitted
 from bendi.services import Services
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -26,13 +27,16 @@ class EmbeddingsRequest(BaseModel):
 
 @router.post("/embeddings")
 async def create_embeddings(
-    body: EmbeddingsRequest, response: Response, services: Annotated[Services, Depends(get_services)]
+    body: EmbeddingsRequest,
+    request: Request,
+    response: Response,
+    services: Annotated[Services, Depends(get_services)],
 ) -> dict[str, Any]:
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or len(texts) > MAX_INPUTS:
         raise UserInputError(f"`input` must hold 1 to {MAX_INPUTS} strings (token arrays are not supported).")
-    engine = await services.engines.acquire(body.model)
-    vectors = await engine.embed(texts)
+    async with admitted(request, services, body.model) as engine:
+        vectors = await engine.embed(texts)
     data = []
     for index, vector in enumerate(vectors):
         embedding: Any = vector

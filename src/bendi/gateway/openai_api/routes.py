@@ -96,7 +96,9 @@ async def _error_events(request: Request, exc: BaseException) -> AsyncIterator[b
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request, services: ServicesDep) -> Any:
     if (body.model and body.model.startswith("kb:")) or body.knowledge_base:
-        raise UserInputError("Knowledge-base chat is not enabled on this server.")
+        from bendi.gateway.knowledge_api.chat import openai_kb_chat
+
+        return await openai_kb_chat(body, request, services)
     params = to_sampling(body, body.max_completion_tokens or body.max_tokens)
     # A client that leaves while queued or during prompt processing must not start a generation.
     session = await run_until_disconnect(

@@ -48,16 +48,19 @@ export function mountChat(view, tools) {
   ui.system = h("textarea", { id: "system-prompt", rows: 1, placeholder: t("chat.systemPlaceholder") });
   ui.temperature = h("input", { id: "temperature", type: "number", min: 0, max: 2, step: 0.1, placeholder: "0.6" });
   ui.context = h("input", { id: "context-tokens", type: "number", min: 256, step: 256, placeholder: "4096" });
+  ui.maxTokens = h("input", { id: "max-tokens", type: "number", min: 1, step: 64, placeholder: "∞" });
   const saveDrawer = () => saveSettings({
     system_prompt: ui.system.value,
     temperature: ui.temperature.value === "" ? null : Number(ui.temperature.value),
     context_tokens: ui.context.value === "" ? null : Number(ui.context.value),
+    max_tokens: ui.maxTokens.value === "" ? null : Number(ui.maxTokens.value),
   });
-  for (const input of [ui.system, ui.temperature, ui.context]) input.addEventListener("change", saveDrawer);
+  for (const input of [ui.system, ui.temperature, ui.context, ui.maxTokens]) input.addEventListener("change", saveDrawer);
   ui.drawer = h("div", { class: "settings-drawer", hidden: true },
     h("label", { class: "field" }, h("span", { "data-i18n": "chat.systemPrompt", text: t("chat.systemPrompt") }), ui.system),
     h("label", { class: "field" }, h("span", { "data-i18n": "chat.temperature", text: t("chat.temperature") }), ui.temperature),
-    h("label", { class: "field" }, h("span", { "data-i18n": "chat.context", text: t("chat.context") }), ui.context));
+    h("label", { class: "field" }, h("span", { "data-i18n": "chat.context", text: t("chat.context") }), ui.context),
+    h("label", { class: "field" }, h("span", { "data-i18n": "chat.maxTokens", text: t("chat.maxTokens") }), ui.maxTokens));
   ui.inner = h("div", { class: "messages-inner", id: "messages" });
   ui.scroller = h("div", { class: "messages" }, ui.inner);
   ui.input = h("textarea", { id: "chat-input", rows: 1, placeholder: t("chat.placeholder"), "data-i18n-placeholder": "chat.placeholder" });
@@ -102,6 +105,7 @@ function renderConversation() {
   ui.system.value = conversation?.system_prompt ?? "";
   ui.temperature.value = conversation?.temperature ?? "";
   ui.context.value = conversation?.context_tokens ?? "";
+  ui.maxTokens.value = conversation?.max_tokens ?? "";
   fillModelPicker();
   fillKbPicker();
   clear(ui.inner);
@@ -167,6 +171,7 @@ async function sendText(text) {
         system_prompt: ui.system.value || null,
         temperature: ui.temperature.value === "" ? null : Number(ui.temperature.value),
         context_tokens: ui.context.value === "" ? null : Number(ui.context.value),
+        max_tokens: ui.maxTokens.value === "" ? null : Number(ui.maxTokens.value),
       });
       state.conversationId = conversation.id;
       pendingKb = null;
@@ -196,6 +201,7 @@ async function streamAnswer() {
   setBusy(true);
   const body = { model, messages: promptMessages(), stream: true };
   if (conversation.temperature !== null && conversation.temperature !== undefined) body.temperature = conversation.temperature;
+  if (conversation.max_tokens) body.max_tokens = conversation.max_tokens;
   if (conversation.knowledge_base) body.knowledge_base = conversation.knowledge_base;
   let error = null;
   let stopped = false;
