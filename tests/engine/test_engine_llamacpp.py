@@ -166,3 +166,9 @@ def test_embeddings_are_normalised_and_labelled_as_fallback(engine) -> None:  # 
     assert max(abs(a - b) for a, b in zip(alone, vectors[1], strict=True)) < 1e-4
     related = sum(a * b for a, b in zip(vectors[0], vectors[1], strict=True))
     assert -1.0 <= related <= 1.0
+
+
+def test_an_empty_prompt_starts_from_the_start_token(engine, collect) -> None:  # type: ignore[no-untyped-def]
+    _, finished = asyncio.run(collect(engine, "", max_tokens=3, temperature=0))
+    assert finished.usage.prompt_tokens == 1
+    assert finished.finish_reason in ("length", "stop")

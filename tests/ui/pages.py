@@ -46,3 +46,15 @@ def severe_console_errors(driver: Any, allowed: tuple[str, ...] = ()) -> list[st
         e["message"] for e in driver.get_log("browser")
         if e["level"] == "SEVERE" and not any(a in e["message"] for a in allowed)
     ]  # fmt: skip
+
+
+def limit_answer_length(driver: Any, tokens: int) -> None:
+    """Keep answers short on a busy 2-core machine, through the chat's own settings drawer."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.ID, "max-tokens")
+    if not field.is_displayed():
+        driver.find_element(By.ID, "chat-settings-toggle").click()
+    field.clear()
+    field.send_keys(str(tokens), Keys.TAB)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pages import no_alert, open_app, severe_console_errors, wait_for
+from pages import limit_answer_length, no_alert, open_app, severe_console_errors, wait_for
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 Keys = pytest.importorskip("selenium.webdriver.common.keys").Keys
@@ -22,22 +22,13 @@ def _conversations(base_url: str) -> list[dict[str, Any]]:
     return data
 
 
-def _limit_answer_length(browser: Any, tokens: int) -> None:
-    """Keep answers short on a busy 2-core machine, through the chat's own settings drawer."""
-    field = browser.find_element(By.ID, "max-tokens")
-    if not field.is_displayed():
-        browser.find_element(By.ID, "chat-settings-toggle").click()
-    field.clear()
-    field.send_keys(str(tokens), Keys.TAB)
-
-
 def test_send_message_streams_answer_and_keeps_conversation(
     ui_server: Any, browser: Any, artifacts: Path
 ) -> None:
     open_app(browser, ui_server.base_url)
     picker = wait_for(lambda: browser.find_element(By.ID, "model-picker"), what="model picker")
     wait_for(lambda: "smollm2:135m" in picker.text, what="the installed model in the picker")
-    _limit_answer_length(browser, 48)
+    limit_answer_length(browser, 24)
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("Write one short sentence about the sea. " + XSS)
     box.send_keys(Keys.ENTER)
@@ -49,7 +40,7 @@ def test_send_message_streams_answer_and_keeps_conversation(
     )
     answer = wait_for(
         lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .bubble .md"),
-        90,
+        240,
         "the answer",
     )
     assert answer.text.strip(), "the streamed answer is empty"
@@ -92,7 +83,7 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
                       if len(httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["messages"]) == 2
                       else None, what="the stopped answer to be saved")  # fmt: skip
     first_answer_id = stored["messages"][1]["id"]
-    _limit_answer_length(browser, 32)  # the per-chat setting, saved on the conversation
+    limit_answer_length(browser, 32)  # the per-chat setting, saved on the conversation
     wait_for(
         lambda: httpx.get(f"{ui_server.base_url}/v1/conversations/{conv_id}").json()["max_tokens"] == 32,
         10,

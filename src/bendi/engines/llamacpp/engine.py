@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from bendi.core.errors import ContextOverflowError, EngineError
+from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
 from bendi.engines.chat_template import CHATML_TEMPLATE, ChatTemplate
 from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
 from bendi.engines.llamacpp.scheduler import Scheduler, SchedulerStats
@@ -86,7 +86,9 @@ class LlamaCppEngine:
         context = self._config.context_tokens
         if len(tokens) >= context:
             raise ContextOverflowError(len(tokens), context, request.params.max_tokens)
-        if not tokens:
+        if not tokens:  # generation needs one token to start from
+            if self._model.bos < 0:
+                raise UserInputError("The prompt is empty and this model has no start token; send some text.")
             tokens = [self._model.bos]
         room = context - len(tokens)
         wanted = request.params.max_tokens
