@@ -15,11 +15,11 @@ from bendi.core.settings import Settings
 
 if TYPE_CHECKING:
     from bendi.catalog.advisor import FitVerdict
-    from bendi.engines.protocol import EngineInfo
-    from bendi.store.resolve import LocalModel
     from bendi.conversations import ConversationStore
     from bendi.engines.pool import EnginePool
+    from bendi.engines.protocol import EngineInfo
     from bendi.knowledge.library import KnowledgeBases
+    from bendi.store.resolve import LocalModel
     from bendi.store.store import Store
 
 

@@ -51,7 +51,7 @@ def test_flood_gets_success_or_retryable_refusal_and_server_stays_healthy(bendi_
     process = psutil.Process(server.proc.pid)
 
     async def flood(n: int) -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=180) as client:
             return await asyncio.gather(*(client.post(URL, json=chat_body(f"q{i}", 16)) for i in range(n)))
 
     asyncio.run(flood(4))  # warm up
@@ -103,7 +103,7 @@ def test_a_reader_that_stops_reading_is_dropped(bendi_server_factory) -> None:  
     env = {
         "BENDI_STALLED_READER_TIMEOUT_S": "1",
         "BENDI_PARALLEL_SEQUENCES": "1",
-        "BENDI_MAX_QUEUE_WAIT_S": "90",
+        "BENDI_MAX_QUEUE_WAIT_S": "180",
     }
     server = bendi_server_factory(env=env, args=("--model", MODEL))
     body = httpx.Request(
@@ -117,7 +117,7 @@ def test_a_reader_that_stops_reading_is_dropped(bendi_server_factory) -> None:  
     try:
         # With one slot, a second request only runs once the stalled reader has been dropped
         # (6,000 tokens would hold the slot for minutes otherwise).
-        response = httpx.post(server.base_url + URL, json=chat_body("after", 4), timeout=120)
+        response = httpx.post(server.base_url + URL, json=chat_body("after", 4), timeout=240)
         assert response.status_code == 200
         assert "dropped a client that stopped reading" in server.log_path.read_text()
     finally:

@@ -64,7 +64,8 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
     open_app(browser, ui_server.base_url, "#/chat")
     browser.find_element(By.ID, "new-chat").click()
     box = wait_for(lambda: browser.find_element(By.ID, "chat-input"))
-    box.send_keys("Tell me a very long story about a dragon, with many chapters.")
+    # A counting task keeps the tiny model going long enough to be stopped mid-answer.
+    box.send_keys("Count from 1 to 1000, one number per line: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12")
     box.send_keys(Keys.ENTER)
     wait_for(
         lambda: browser.find_element(By.CSS_SELECTOR, ".msg.assistant.streaming .md").text.strip(),
@@ -123,6 +124,14 @@ def test_stop_regenerate_and_edit(ui_server: Any, browser: Any) -> None:
     assert first_answer_id not in [m["id"] for m in after] and len(after) == 2
 
 
+def _click(browser: Any, selector: str) -> bool:
+    button = browser.find_element(By.CSS_SELECTOR, selector)
+    if not button.is_displayed():
+        return False
+    button.click()
+    return True
+
+
 def test_conversation_search_rename_delete(ui_server: Any, browser: Any) -> None:
     base = ui_server.base_url
     mine = httpx.post(base + "/v1/conversations", json={"title": "煤矿通风问题"}).json()
@@ -135,10 +144,11 @@ def test_conversation_search_rename_delete(ui_server: Any, browser: Any) -> None
     search.send_keys("瓦斯")
     wait_for(lambda: [e.get_attribute("data-id") for e in browser.find_elements(By.CSS_SELECTOR, ".conv-item")] == [mine["id"]],
              10, "search by message text")  # fmt: skip
-    item = browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}']")
-    item.click()
-    browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .rename").click()
-    field = browser.find_element(By.CSS_SELECTOR, ".rename-input")
+    # The list re-renders as searches settle: find and click in one retried step.
+    wait_for(lambda: _click(browser, f".conv-item[data-id='{mine['id']}']"), 20, "the conversation")
+    # The row's buttons show on the active row: wait until the conversation is open.
+    wait_for(lambda: _click(browser, f".conv-item[data-id='{mine['id']}'] .rename"), 20, "the rename button")
+    field = wait_for(lambda: browser.find_element(By.CSS_SELECTOR, ".rename-input"), 10, "the rename field")
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys("通风 & <b>安全</b>", Keys.ENTER)
     wait_for(
@@ -148,11 +158,16 @@ def test_conversation_search_rename_delete(ui_server: Any, browser: Any) -> None
     )
     search.clear()
     search.send_keys("通风")
-    renamed = wait_for(
-        lambda: browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .title"), 10
+    wait_for(
+        lambda: (
+            browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .title").text
+            == "通风 & <b>安全</b>"
+        ),
+        10,
+        "the new title shown as text",
     )
-    wait_for(lambda: renamed.text == "通风 & <b>安全</b>", 10, "the new title shown as text")
-    browser.find_element(By.CSS_SELECTOR, f".conv-item[data-id='{mine['id']}'] .delete").click()
+    wait_for(lambda: _click(browser, f".conv-item[data-id='{mine['id']}'] .delete"), 20, "the delete button")
+    wait_for(lambda: not no_alert(browser), 10, "the confirmation")
     browser.switch_to.alert.accept()
     wait_for(lambda: httpx.get(f"{base}/v1/conversations/{mine['id']}").status_code == 404, 10, "delete")
     wait_for(

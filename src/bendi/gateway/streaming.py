@@ -19,7 +19,6 @@ from bendi.engines.messages import GenerationEvent
 T = TypeVar("T")
 log = logging.getLogger("bendi.gateway")
 DONE = b"data: [DONE]\n\n"
-DISCONNECT_POLL_S = 0.25
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -53,26 +52,68 @@ async def replay(
 
 
 async def run_until_disconnect(
-    request: Request, work: Awaitable[T], *, discard: Callable[[T], Awaitable[None]] | None = None
+    request: Request,
+    work: Awaitable[T],
+    *,
+    discard: Callable[[T], Awaitable[None]] | None = None,
+    keep_watching: bool = False,
 ) -> T:
     """Run `work` (a generation, or opening one), cancelling it if the client goes away meanwhile.
-    `discard` cleans up a result that was ready just as the client left (e.g. closes a session)."""
+    `discard` cleans up a result that was ready just as the client left (e.g. closes a session);
+    `keep_watching` leaves the disconnect watch running for a next phase of the same request."""
     task = asyncio.ensure_future(work)
+    watch = _disconnect_watch(request)
     try:
         while True:
-            done, _ = await asyncio.wait({task}, timeout=DISCONNECT_POLL_S)
-            if done:
+            done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
                 return task.result()
-            if await request.is_disconnected():
+            if watch in done:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, BendiError):
                     result = await task
                     if discard is not None:
                         await discard(result)
-                raise asyncio.CancelledError("client disconnected")
+                raise ClientDisconnectedError("The client closed the connection; the generation was stopped.")
+    except BaseException:
+        stop_disconnect_watch(request)
+        raise
     finally:
         if not task.done():
             task.cancel()
+        if not keep_watching:
+            stop_disconnect_watch(request)
+
+
+class ClientDisconnectedError(BendiError):
+    """The client went away before its answer was ready (nginx's 499); nobody reads the response,
+    but answering it keeps the middleware stack from logging a spurious server error."""
+
+    http_status = 499
+    code = "client_disconnected"
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _disconnect_watch(request: Request) -> asyncio.Task[None]:
+    """One task per request that blocks on `receive()` until the client goes away. Polling
+    `request.is_disconnected()` instead can lose the disconnect message inside Starlette's
+    BaseHTTPMiddleware (its receive is cancelled half-way), and then a gone client is never noticed."""
+    watch: asyncio.Task[None] | None = getattr(request.state, "bendi_disconnect_watch", None)
+    if watch is None:
+        watch = asyncio.ensure_future(_wait_for_disconnect(request))
+        request.state.bendi_disconnect_watch = watch
+    return watch
+
+
+def stop_disconnect_watch(request: Request) -> None:
+    """Stop watching (the response is complete, or a StreamingResponse takes over listening)."""
+    watch: asyncio.Task[None] | None = getattr(request.state, "bendi_disconnect_watch", None)
+    if watch is not None and not watch.done():
+        watch.cancel()
 
 
 class GuardedStreamingResponse(StreamingResponse):

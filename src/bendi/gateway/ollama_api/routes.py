@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -32,7 +32,12 @@ from bendi.gateway.ollama_api.translate import (
     to_messages,
     to_sampling,
 )
-from bendi.gateway.streaming import GuardedStreamingResponse, ndjson, run_until_disconnect
+from bendi.gateway.streaming import (
+    GuardedStreamingResponse,
+    ndjson,
+    run_until_disconnect,
+    stop_disconnect_watch,
+)
 from bendi.services import Services
 from bendi.store.gguf import GgufInfo, read_gguf
 from bendi.store.resolve import LocalModel, installed_models
@@ -222,6 +227,15 @@ def _respond(request: Request, services: Services, session: Session, body: Ollam
     return run()
 
 
+async def _admitted(request: Request, opening: Awaitable[Session], streaming: bool) -> Session:
+    """Wait for admission and the first token, giving up (and the place in the queue) if the client
+    leaves meanwhile; a stream then watches for the disconnect itself."""
+    session = await run_until_disconnect(request, opening, discard=Session.close, keep_watching=not streaming)
+    if streaming:
+        stop_disconnect_watch(request)
+    return session
+
+
 @router.post("/chat", response_model=None)
 async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> Any:
     if body.model.startswith("kb:") or getattr(body, "knowledge_base", None):
@@ -233,8 +247,9 @@ async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> An
         return await _load_or_unload(services, body, "chat")
     started = time.monotonic()
     engine_ctx = services.settings.context_tokens
-    session = await open_session(request, services, body.model or None, to_sampling(body.options, engine_ctx),
-                                 messages=to_messages(body.messages), keep_alive_s=keep_alive_seconds(body.keep_alive))  # fmt: skip
+    opening = open_session(request, services, body.model or None, to_sampling(body.options, engine_ctx),
+                           messages=to_messages(body.messages), keep_alive_s=keep_alive_seconds(body.keep_alive))  # fmt: skip
+    session = await _admitted(request, opening, body.stream)
     result = _respond(request, services, session, body, "chat", started)
     return await result if not body.stream else result
 
@@ -250,14 +265,15 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
     params = to_sampling(body.options, services.settings.context_tokens)
     keep = keep_alive_seconds(body.keep_alive)
     if body.raw:
-        session = await open_session(
+        opening = open_session(
             request, services, body.model or None, params, prompt=body.prompt, keep_alive_s=keep
         )
     else:
         messages = to_messages([], body.system) + to_messages([_user(body.prompt)])
-        session = await open_session(
+        opening = open_session(
             request, services, body.model or None, params, messages=messages, keep_alive_s=keep
         )
+    session = await _admitted(request, opening, body.stream)
     result = _respond(request, services, session, body, "generate", started)
     return await result if not body.stream else result
 

@@ -15,7 +15,13 @@ from bendi.gateway.errors import error_payload
 from bendi.gateway.generation import Session, error_text, open_session
 from bendi.gateway.openai_api.protocol import ChatCompletionRequest, CompletionRequest, usage_payload
 from bendi.gateway.openai_api.translate import chunk, new_id, now_s, to_messages, to_sampling
-from bendi.gateway.streaming import DONE, GuardedStreamingResponse, run_until_disconnect, sse
+from bendi.gateway.streaming import (
+    DONE,
+    GuardedStreamingResponse,
+    run_until_disconnect,
+    sse,
+    stop_disconnect_watch,
+)
 from bendi.services import Services
 from bendi.store.resolve import installed_models
 
@@ -105,6 +111,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
         request,
         open_session(request, services, body.model, params, messages=to_messages(body)),
         discard=Session.close,
+        keep_watching=not body.stream,
     )
     split = body.reasoning_format not in ("raw", "none")
     field = services.settings.reasoning_field
@@ -143,6 +150,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
                 async for line in _error_events(request, exc):
                     yield line
 
+        stop_disconnect_watch(request)  # the streaming response listens for the disconnect itself
         return _stream(session, request, services, stream())
 
     async def collect() -> dict[str, Any]:
@@ -186,6 +194,7 @@ async def completions(body: CompletionRequest, request: Request, services: Servi
             request, services, body.model, to_sampling(body, body.max_tokens or 16), prompt=prompts[0]
         ),
         discard=Session.close,
+        keep_watching=not body.stream,
     )
     completion_id, created, model = new_id("cmpl"), now_s(), session.model
 
@@ -220,6 +229,7 @@ async def completions(body: CompletionRequest, request: Request, services: Servi
                 async for line in _error_events(request, exc):
                     yield line
 
+        stop_disconnect_watch(request)  # the streaming response listens for the disconnect itself
         return _stream(session, request, services, stream())
 
     async def collect() -> dict[str, Any]:
