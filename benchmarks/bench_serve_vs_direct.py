@@ -129,7 +129,8 @@ def main() -> int:
     ratio = statistics.median(s / d for d, s in pairs)
     result = {"model": spec.name, "threads": args.threads, "tokens": args.tokens, "runs": args.runs,
               "direct_llama_cpp_tok_s": round(direct_speed, 1), "bendi_serve_http_tok_s": round(serve_speed, 1),
-              "ratio": round(ratio, 3), "target_ratio": 0.95}  # fmt: skip
+              "ratio": round(ratio, 3), "target_ratio": 0.95,
+              "pairs_tok_s": [[round(d, 1), round(s, 1)] for d, s in pairs]}  # fmt: skip
     if args.json:
         print(json.dumps(result))
     else:
@@ -139,6 +140,7 @@ def main() -> int:
         print(f"  direct llama-cpp-python loop : {direct_speed:7.1f} tok/s (median)")
         print(f"  bendi serve (HTTP, streaming): {serve_speed:7.1f} tok/s (median)")
         print(f"  ratio serve/direct           : {ratio:7.3f}   (median of pairs; target >= 0.95)")
+        print("  pairs (direct, serve) tok/s  : " + ", ".join(f"({d:.1f}, {s:.1f})" for d, s in pairs))
     return 0
 
 
