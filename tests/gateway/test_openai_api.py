@@ -216,7 +216,8 @@ def test_langchain_chat_openai_invoke_and_stream(bendi_server) -> None:  # type:
 
 
 def test_abandoned_non_stream_request_stops_its_generation(bendi_server) -> None:  # type: ignore[no-untyped-def]
-    body = {"model": MODEL, "messages": HELLO, "max_tokens": 2000, "temperature": 0.7}
+    # ignore_eos: the answer cannot end on its own before the client gives up.
+    body = {"model": MODEL, "messages": HELLO, "max_tokens": 2000, "temperature": 0.7, "ignore_eos": True}
     with pytest.raises(httpx.TimeoutException):
         httpx.post(bendi_server.base_url + "/v1/chat/completions", json=body, timeout=1.0)
     deadline = time.monotonic() + 30  # generous: a loaded machine may still be processing the prompt

@@ -24,8 +24,8 @@ def _library(folder: Path, files: int) -> dict[str, int]:
     expected = {}
     for f in range(files):
         lines = [f"# 煤矿安全细则第{f}号", "", f"## 第{NUMERALS[f % 10]}章 总则", ""]
-        for a in range(4):
-            lines += [f"第{NUMERALS[a]}条 第{f}号细则要求：井下第{a}区域的瓦斯浓度每班检查{f + a + 2}次，"
+        for a in range(12):
+            lines += [f"第{NUMERALS[a] if a < 10 else '十' + NUMERALS[a - 10]}条 第{f}号细则要求：井下第{a}区域的瓦斯浓度每班检查{f + a + 2}次，"
                       f"超过{(a + 1) * 0.25:.2f}%必须停止作业并撤出人员。", ""]  # fmt: skip
         path = folder / f"细则{f:02d}.md"
         path.write_text("\n".join(lines), encoding="utf-8")
@@ -63,7 +63,8 @@ def _check_consistent(db_path: Path, expected: dict[str, int], *, complete: bool
 
 
 def test_kill_9_during_ingestion_loses_and_duplicates_nothing(kb_home: Path, tmp_path: Path) -> None:
-    expected = _library(tmp_path / "lib", files=10)
+    # Large enough that ingestion takes seconds even on a fast, idle machine, so the kills land mid-way.
+    expected = _library(tmp_path / "lib", files=60)
     bendi = str(Path(sys.executable).parent / "bendi")
     env = dict(os.environ, BENDI_HOME=str(kb_home), BENDI_THREADS="2")
     subprocess.run([bendi, "kb", "create", "crash"], env=env, check=True, capture_output=True, timeout=60)
@@ -73,7 +74,7 @@ def test_kill_9_during_ingestion_loses_and_duplicates_nothing(kb_home: Path, tmp
     for _ in range(4):
         proc = subprocess.Popen([bendi, "kb", "add", "crash", str(tmp_path / "lib")], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        time.sleep(rng.uniform(1.0, 5.0))
+        time.sleep(rng.uniform(0.8, 3.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -87,5 +88,5 @@ def test_kill_9_during_ingestion_loses_and_duplicates_nothing(kb_home: Path, tmp
     # A rerun of the complete library changes nothing.
     again = subprocess.run([bendi, "kb", "add", "crash", str(tmp_path / "lib")], env=env, capture_output=True,
                            text=True, timeout=300)  # fmt: skip
-    assert "10 unchanged" in again.stdout
+    assert "60 unchanged" in again.stdout
     _check_consistent(db_path, expected, complete=True)
