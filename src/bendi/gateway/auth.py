@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bendi.gateway.errors import error_response
 
@@ -22,17 +22,30 @@ def _presented_key(request: Request) -> str:
     return request.headers.get("x-api-key", "")
 
 
-def install_api_key_check(app: FastAPI, api_key: str | None) -> None:
-    if not api_key:
-        return
-    expected = api_key.encode()
+class _ApiKeyCheck:
+    """Pure ASGI middleware, so streamed answers pass through untouched."""
 
-    @app.middleware("http")
-    async def _require_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        path = request.url.path
-        if path in OPEN_PATHS or not path.startswith(PROTECTED_PREFIXES) or request.method == "OPTIONS":
-            return await call_next(request)
-        if not hmac.compare_digest(_presented_key(request).encode(), expected):
-            return error_response(request, "Missing or wrong API key. Send 'Authorization: Bearer <key>'.",
-                                  status=401, code="invalid_api_key", error_type="authentication_error")  # fmt: skip
-        return await call_next(request)
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self.expected = api_key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            protected = (
+                path not in OPEN_PATHS
+                and path.startswith(PROTECTED_PREFIXES)
+                and scope["method"] != "OPTIONS"
+            )
+            request = Request(scope)
+            if protected and not hmac.compare_digest(_presented_key(request).encode(), self.expected):
+                response = error_response(request, "Missing or wrong API key. Send 'Authorization: Bearer <key>'.",
+                                          status=401, code="invalid_api_key", error_type="authentication_error")  # fmt: skip
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def install_api_key_check(app: FastAPI, api_key: str | None) -> None:
+    if api_key:
+        app.add_middleware(_ApiKeyCheck, api_key=api_key)

@@ -7,10 +7,11 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bendi.engines.llamacpp.scheduler import SchedulerStats
 from bendi.engines.messages import Finished
@@ -154,21 +155,41 @@ def get_metrics(request: Request) -> Metrics:
     return metrics
 
 
+class _RequestCounter:
+    """Pure ASGI middleware (not BaseHTTPMiddleware, which copies every streamed chunk through an
+    extra task and memory stream): counts requests by route template and status, logs timings."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                request = Request(scope)
+                route = getattr(scope.get("route"), "path", "unmatched")
+                # The route template, never the raw URL (it may carry a key in a query string) or the body.
+                log.info("request", extra={"route": route, "method": scope["method"], "status": status["code"],
+                                           "ms_to_headers": round((time.perf_counter() - started) * 1000, 1),
+                                           "client": client_id(request)})  # fmt: skip
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            scope["app"].state.metrics.count_request(route, scope["method"], status["code"])
+
+
 def install_request_counter(app: FastAPI) -> None:
     app.state.metrics = Metrics()
-
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        request.app.state.metrics.count_request(path, request.method, response.status_code)
-        # The route template, never the raw URL (it may carry a key in a query string) or the body.
-        log.info("request", extra={"route": path, "method": request.method, "status": response.status_code,
-                                   "ms_to_headers": round((time.perf_counter() - started) * 1000, 1),
-                                   "client": client_id(request)})  # fmt: skip
-        return response
+    app.add_middleware(_RequestCounter)
 
 
 @router.get("/metrics", include_in_schema=False)
