@@ -65,14 +65,17 @@ def test_upload_docx_and_chat_with_citations(ui_server: Any, browser: Any, share
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("进风通风系统的安全技术措施有哪些？")
     box.send_keys(Keys.ENTER)
-    chips = wait_for(
-        lambda: browser.find_elements(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .citations .chip"),
-        240,
-        "citations",
-    )
-    assert any(DOCX.name in chip.text for chip in chips)
-    chip = next(c for c in chips if DOCX.name in c.text)
-    chip.click()
+    def click_docx_chip() -> bool:
+        # Found and clicked in one step: the message re-renders when the answer is saved, which makes
+        # elements found earlier stale (wait_for retries on that).
+        chips = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant:not(.streaming) .citations .chip")
+        chip = next((c for c in chips if DOCX.name in c.text), None)
+        if chip is None:
+            return False
+        chip.click()
+        return True
+
+    wait_for(click_docx_chip, 240, "a citation chip for the DOCX")
     dialog = wait_for(
         lambda: browser.find_element(By.CSS_SELECTOR, ".overlay .dialog"), 10, "the passage viewer"
     )
