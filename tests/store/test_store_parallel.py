@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import resource
@@ -26,8 +27,10 @@ REPO, FILE = "acme/Big-GGUF", "Big-Q8_0.gguf"
 REF = f"hf:{REPO}/{FILE}"
 
 
-def _store(settings: Settings) -> Store:
-    return Store(settings, retry_backoff_s=0.01, parallel_min_bytes=1_000_000)
+def _store(settings: Settings, **overrides: object) -> Store:
+    """A store that splits from the start (unless overridden), as on a link known to be capped."""
+    settings = settings.model_copy(update={"download_split_below_mb_s": math.inf, **overrides})
+    return Store(settings, retry_backoff_s=0.01, parallel_min_bytes=1_000_000, split_probe_s=0.3)
 
 
 def _sha(path: Path) -> str:
@@ -60,6 +63,24 @@ def test_segments_resume_after_drops_at_random_offsets(hub_settings, hub, big, s
     installed = _store(hub_settings).pull(REF)
     assert _sha(installed.path) == _sha(big)
     assert len(_blob_gets(hub)) == 4 + 6  # every drop cost one more request, never a restart
+
+
+def test_a_slow_single_connection_is_split_after_the_probe(hub_settings, hub, big):
+    hub.state.throttle_bytes_per_s = 1_500_000  # per connection, like a CDN's cap
+    installed = _store(hub_settings, download_split_below_mb_s=10.0).pull(REF)
+    gets = _blob_gets(hub)
+    assert gets[0] is None and len(gets) == 1 + 4  # the probe's plain GET, then the rest in 4 ranges
+    starts = sorted(int(rng.removeprefix("bytes=").split("-")[0]) for rng in gets[1:])
+    assert starts[0] > 300_000  # the bytes the probe fetched are kept, not fetched again
+    assert _sha(installed.path) == _sha(big) and installed.manifest.verified
+
+
+def test_a_fast_single_connection_is_not_split(hub_settings, hub, big):
+    settings = hub_settings.model_copy(update={"download_split_below_mb_s": 10.0})
+    store = Store(settings, parallel_min_bytes=1_000_000, split_probe_s=0.0)  # judged at the first read
+    installed = store.pull(REF)
+    assert _blob_gets(hub) == [None]
+    assert _sha(installed.path) == _sha(big)
 
 
 def test_a_cancelled_parallel_pull_resumes_each_segment(hub_settings, hub, big):

@@ -72,6 +72,10 @@ class Settings(BaseModel):
     source_order: tuple[str, ...] = ("huggingface", "modelscope", "mirror")
     allowed_hosts: tuple[str, ...] = ()  # extra hosts beyond the configured endpoints and known CDNs
     download_connections: int = 4
+    # A download starts on one connection and is split over download_connections only when that one
+    # carries less than this after a short probe (a per-connection cap, as hub CDNs have). A fast
+    # LAN mirror stays on one connection, which is quicker there. inf: split from the start; 0: never.
+    download_split_below_mb_s: float = 50.0
 
     # knowledge
     embedding_model: str = "multilingual-e5-small"

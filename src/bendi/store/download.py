@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -20,16 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bendi.core.errors import BendiError, DiskFullError, DownloadError, IntegrityError
+from bendi.store.body import Body
 from bendi.store.hosts import GuardedClient
 from bendi.store.manifest import Layout
 from bendi.store.parallel import RangesUnsupported, SegmentedFetch, plan_segments, segments_from_json
 from bendi.store.partial import (
     DownloadCancelled,
     DownloadState,
-    Sink,
+    HashingWriter,
     check_disk_space,
     content_range,
     exclusive,
@@ -40,6 +40,11 @@ from bendi.store.sources import RemoteFile
 HASH_READ_BYTES = 8 * 1024 * 1024
 SIDECAR_EVERY_BYTES = 16 * 1024 * 1024
 PARALLEL_MIN_BYTES = 64 * 1024 * 1024  # below this one connection is as fast
+SPLIT_PROBE_S = 2.0  # how long one connection runs before its speed decides on splitting
+
+
+class _SplitRequested(Exception):
+    """One connection proved slow: continue the rest of the file over several."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class Downloader:
         backoff_s: float = 0.5,
         connections: int = 1,
         parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+        split_below_bytes_per_s: float = math.inf,
+        split_probe_s: float = SPLIT_PROBE_S,
     ) -> None:
         self.layout = layout
         self.http = http
@@ -71,6 +78,8 @@ class Downloader:
         self.backoff_s = backoff_s
         self.connections = connections
         self.parallel_min_bytes = parallel_min_bytes
+        self.split_below_bytes_per_s = split_below_bytes_per_s  # inf: split from the start
+        self.split_probe_s = split_probe_s
 
     def fetch(
         self,
@@ -186,7 +195,12 @@ class Downloader:
     ) -> tuple[str, int]:
         hasher = self._segmented(part, sidecar, remote, want, progress, cancel)
         if hasher is None:
-            hasher = self._sequential(part, sidecar, remote, want, progress, cancel)
+            hasher = self._sequential(part, sidecar, remote, want, progress, cancel, may_split=True)
+        if hasher is None:  # one connection proved slow: the rest comes over several
+            hasher = self._segmented(part, sidecar, remote, want, progress, cancel, split_now=True)
+        if hasher is None:  # the server refused ranges after all
+            hasher = self._sequential(part, sidecar, remote, want, progress, cancel, may_split=False)
+        assert hasher is not None
         digest = hasher.hexdigest()
         if want is not None and digest != want:
             raise IntegrityError(
@@ -208,19 +222,23 @@ class Downloader:
         want: str | None,
         progress: Callable[[FileProgress], None] | None,
         cancel: threading.Event | None,
+        *,
+        split_now: bool = False,
     ) -> hashlib._Hash | None:
         """Download over several connections when worthwhile; None: use one connection instead."""
         total = remote.size_bytes
-        if total is None or want is None or self.connections < 2:
-            return None  # segments need a known size, and a published hash to check the stitched file
+        if total is None or not self._may_split(remote, want):
+            return None
         try:
             recorded = json.loads(sidecar.read_text(encoding="utf-8")).get("segments")
         except (OSError, ValueError, AttributeError):
             recorded = None
         segments = segments_from_json(recorded, total) if part.is_file() else None
+        if segments is None and split_now:
+            segments = plan_segments(total, self.connections, done_prefix=part.stat().st_size)
         if segments is None:
-            if (part.is_file() and part.stat().st_size > 0) or total < self.parallel_min_bytes:
-                return None  # a one-connection partial keeps resuming that way; small files gain nothing
+            if (part.is_file() and part.stat().st_size > 0) or not math.isinf(self.split_below_bytes_per_s):
+                return None  # a one-connection partial keeps resuming that way; or probe one first
             segments = plan_segments(total, self.connections)
         check_disk_space(part.parent, sum(s.remaining for s in segments), remote.path_in_repo)
         resumed_from = sum(s.done for s in segments)
@@ -242,6 +260,16 @@ class Downloader:
             self._write_sidecar(sidecar, remote, want, 0, None, drop_segments=True)
             return None
 
+    def _may_split(self, remote: RemoteFile, want: str | None) -> bool:
+        # segments need a known size, and a published hash to check the stitched file
+        return (
+            self.connections >= 2
+            and want is not None
+            and remote.size_bytes is not None
+            and remote.size_bytes >= self.parallel_min_bytes
+            and self.split_below_bytes_per_s > 0
+        )
+
     def _sequential(
         self,
         part: Path,
@@ -250,7 +278,11 @@ class Downloader:
         want: str | None,
         progress: Callable[[FileProgress], None] | None,
         cancel: threading.Event | None,
-    ) -> hashlib._Hash:
+        *,
+        may_split: bool,
+    ) -> hashlib._Hash | None:
+        """One connection; None when its probe found it slow enough to split the rest."""
+        probe = may_split and self._may_split(remote, want)
         total = remote.size_bytes
         done = part.stat().st_size if part.is_file() else 0
         if total is not None and done > total:
@@ -270,9 +302,11 @@ class Downloader:
                 )
             before = state.done
             try:
-                if self._attempt(part, sidecar, remote, want, state, progress, cancel):
+                if self._attempt(part, sidecar, remote, want, state, progress, cancel, probe):
                     break
-            except (httpx.TransportError, DownloadError) as exc:
+            except _SplitRequested:
+                return None
+            except DownloadError as exc:
                 if isinstance(exc, DownloadError) and not getattr(exc, "retryable", False):
                     raise
                 failures = 0 if state.done > before else failures + 1
@@ -294,6 +328,7 @@ class Downloader:
         state: DownloadState,
         progress: Callable[[FileProgress], None] | None,
         cancel: threading.Event | None,
+        probe: bool,
     ) -> bool:
         """One GET, updating `state` as bytes land; True when the file is complete."""
         if state.total is not None and state.done == state.total:
@@ -301,7 +336,7 @@ class Downloader:
         headers = {"Accept-Encoding": "identity"}
         if state.done:
             headers["Range"] = f"bytes={state.done}-"
-        response = self.http.send("GET", remote.url, headers)
+        response = self.http.open_body(remote.url, headers)
         try:
             status = response.status_code
             if status >= 500 or status == 429:
@@ -314,9 +349,9 @@ class Downloader:
             elif status == 200:
                 if state.done:  # Range ignored: the body is the whole file, start over
                     state.restart(part)
-                length = response.headers.get("content-length")
-                if state.total is None and length and length.isdigit():
-                    state.total = int(length)
+                content_length = response.headers.get("content-length")
+                if state.total is None and content_length and content_length.isdigit():
+                    state.total = int(content_length)
             else:
                 raise DownloadError(f"{remote.source} answered HTTP {status} for {remote.path_in_repo}.")
             response_etag = response.headers.get("etag")
@@ -326,42 +361,11 @@ class Downloader:
                 self._write_sidecar(sidecar, remote, want, 0, response_etag)
                 raise retryable("the file changed on the server (ETag); restarting")
             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-            received = state.done  # bytes taken off the socket; state.done trails it (written + hashed)
-            next_sidecar = received + SIDECAR_EVERY_BYTES
-            stop: BendiError | None = None
-            with open(part, "ab", buffering=0) as out:
-                sink = Sink(out, state)
-                try:
-                    for chunk in response.iter_raw():  # as received: a dropped link loses nothing
-                        if not sink.put(chunk):
-                            break  # the writer failed (disk full); reported below
-                        received += len(chunk)
-                        if state.total is not None and received > state.total:
-                            stop = retryable("the server sent more bytes than the file has; restarting")
-                            break
-                        if received >= next_sidecar:
-                            self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-                            next_sidecar = received + SIDECAR_EVERY_BYTES
-                        if progress is not None:
-                            progress(
-                                FileProgress(remote.path_in_repo, received, state.total, state.resumed_from)
-                            )
-                        if cancel is not None and cancel.is_set():
-                            stop = DownloadCancelled(
-                                f"Download of {remote.path_in_repo} stopped; run `bendi pull` to resume."
-                            )
-                            break
-                finally:
-                    write_error = sink.close()  # every byte taken off the socket is on disk and hashed
-                    self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-            if write_error is not None:
-                if write_error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                    raise DiskFullError(
-                        f"The disk is full (or a file-size limit was hit) while downloading "
-                        f"{remote.path_in_repo}: {state.done} bytes are saved in {part}. Free some "
-                        "space and run `bendi pull` again to resume."
-                    ) from write_error
-                raise write_error
+            stop = self._receive(
+                part, sidecar, remote, want, state, response, response_etag, progress, cancel, probe
+            )
+            if isinstance(stop, _SplitRequested):
+                raise stop
             if stop is not None:
                 if not isinstance(stop, DownloadCancelled):
                     state.restart(part)
@@ -374,3 +378,64 @@ class Downloader:
             return True
         finally:
             response.close()
+
+    def _receive(
+        self,
+        part: Path,
+        sidecar: Path,
+        remote: RemoteFile,
+        want: str | None,
+        state: DownloadState,
+        response: Body,
+        response_etag: str | None,
+        progress: Callable[[FileProgress], None] | None,
+        cancel: threading.Event | None,
+        probe: bool,
+    ) -> BendiError | _SplitRequested | None:
+        """Stream the body into the partial; returns why it stopped early (None: the body ended).
+
+        A dropped link raises (retryable) after everything received is on disk and hashed. With
+        `probe`, a link slower than split_below_bytes_per_s after split_probe_s asks to split.
+        """
+        received = state.done  # bytes taken off the socket; state.done trails it (written + hashed)
+        next_sidecar = received + SIDECAR_EVERY_BYTES
+        probe_start, probe_from = time.monotonic(), received
+        with open(part, "ab", buffering=0) as out:
+            writer = HashingWriter(out.fileno(), state)
+            try:
+                while True:
+                    buffer = writer.buffer()
+                    size = response.readinto(buffer)
+                    if size == 0:
+                        writer.release(buffer)
+                        return None
+                    if state.total is not None and received + size > state.total:
+                        writer.release(buffer)
+                        return retryable("the server sent more bytes than the file has; restarting")
+                    writer.commit(buffer, size)
+                    received += size
+                    if received >= next_sidecar:
+                        self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+                        next_sidecar = received + SIDECAR_EVERY_BYTES
+                    if progress is not None:
+                        progress(FileProgress(remote.path_in_repo, received, state.total, state.resumed_from))
+                    if cancel is not None and cancel.is_set():
+                        return DownloadCancelled(
+                            f"Download of {remote.path_in_repo} stopped; run `bendi pull` to resume."
+                        )
+                    if probe and (elapsed := time.monotonic() - probe_start) >= self.split_probe_s:
+                        probe = False
+                        left = (state.total or 0) - received
+                        if (received - probe_from) / elapsed < self.split_below_bytes_per_s and left > 0:
+                            return _SplitRequested()
+            except OSError as exc:  # our own write failed; transport failures arrive as DownloadError
+                write_error = exc
+            finally:
+                writer.close()  # every byte taken off the socket is on disk and hashed
+                self._write_sidecar(sidecar, remote, want, state.done, response_etag)
+        if write_error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            raise DiskFullError(
+                f"The disk is full (or a file-size limit was hit) while downloading {remote.path_in_repo}: "
+                f"{state.done} bytes are saved in {part}. Free some space and run `bendi pull` again to resume."
+            ) from write_error
+        raise write_error

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from bendi.core.errors import DownloadError
 from bendi.core.settings import Settings
+from bendi.store.body import Body, open_one, ssl_context
 
 # Where Hugging Face and ModelScope redirect downloads to (their CDNs / object storage).
 KNOWN_CDN_DOMAINS = (
@@ -20,6 +22,8 @@ KNOWN_CDN_DOMAINS = (
 )
 MAX_REDIRECTS = 8
 USER_AGENT = "bendi-store/0.1"
+
+_Answer = TypeVar("_Answer", httpx.Response, Body)
 
 
 class DisallowedHostError(DownloadError):
@@ -73,14 +77,19 @@ class HostPolicy:
 
 
 class GuardedClient:
-    """httpx.Client with redirects followed by hand, each hop checked against the HostPolicy."""
+    """Requests with redirects followed by hand, each hop checked against the HostPolicy.
+
+    Metadata (HEAD, JSON listings) goes through httpx; model bytes through `open_body` (body.py).
+    """
 
     def __init__(self, policy: HostPolicy, *, timeout_s: float = 30.0, read_timeout_s: float = 60.0) -> None:
         self.policy = policy
+        self.timeout_s, self.read_timeout_s = timeout_s, read_timeout_s
         self._client = httpx.Client(
             follow_redirects=False,
             timeout=httpx.Timeout(timeout_s, read=read_timeout_s),
             headers={"User-Agent": USER_AGENT},
+            verify=ssl_context(),
             trust_env=False,  # no proxy we did not configure: nothing but allowed hosts is contacted
         )
 
@@ -97,18 +106,34 @@ class GuardedClient:
         self, method: str, url: str, headers: Mapping[str, str] | None = None, *, follow: bool = True
     ) -> httpx.Response:
         """Send and return a *streaming* response (caller closes it); `response.url` is the final URL."""
+
+        def one(hop_url: str) -> httpx.Response:
+            request = self._client.build_request(method, hop_url, headers=dict(headers or {}))
+            try:
+                return self._client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise DownloadError(
+                    f"Cannot reach {urlsplit(hop_url).netloc}: {exc}. Check the network."
+                ) from exc
+
+        return self._follow(url, one, follow)
+
+    def open_body(self, url: str, headers: Mapping[str, str]) -> Body:
+        """GET a file's bytes for reading into buffers (caller closes it), redirects checked."""
+
+        def one(hop_url: str) -> Body:
+            return open_one(hop_url, headers, connect_timeout_s=self.timeout_s,
+                            read_timeout_s=self.read_timeout_s, user_agent=USER_AGENT)  # fmt: skip
+
+        return self._follow(url, one, True)
+
+    def _follow(self, url: str, one: Callable[[str], _Answer], follow: bool) -> _Answer:
         self.policy.check(url)
         previous: str | None = None
         for _ in range(MAX_REDIRECTS + 1):
             if previous is not None:
                 self.policy.check(url, redirected_from=previous)
-            request = self._client.build_request(method, url, headers=dict(headers or {}))
-            try:
-                response = self._client.send(request, stream=True)
-            except httpx.HTTPError as exc:
-                raise DownloadError(
-                    f"Cannot reach {urlsplit(url).netloc}: {exc}. Check the network."
-                ) from exc
+            response = one(url)
             if not (follow and response.is_redirect):
                 return response
             location = response.headers.get("location", "")

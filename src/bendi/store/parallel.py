@@ -18,11 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from bendi.core.errors import BendiError, DiskFullError, DownloadError
 from bendi.store.hosts import GuardedClient
-from bendi.store.partial import DownloadCancelled, content_range, retryable
+from bendi.store.partial import BUFFER_BYTES, DownloadCancelled, content_range, retryable
 from bendi.store.sources import RemoteFile
 
 HASH_STEP_BYTES = 8 * 1024 * 1024
@@ -48,9 +46,11 @@ class Segment:
         return self.end - self.position
 
 
-def plan_segments(total_bytes: int, connections: int) -> list[Segment]:
-    size = -(-total_bytes // connections)
-    return [Segment(i, min(total_bytes, i + size)) for i in range(0, total_bytes, size)]
+def plan_segments(total_bytes: int, connections: int, *, done_prefix: int = 0) -> list[Segment]:
+    """Split [done_prefix, total) into `connections` segments; a finished prefix is one more segment."""
+    size = -(-(total_bytes - done_prefix) // connections)
+    prefix = [Segment(0, done_prefix, done_prefix)] if done_prefix else []
+    return prefix + [Segment(i, min(total_bytes, i + size)) for i in range(done_prefix, total_bytes, size)]
 
 
 def segments_from_json(raw: object, total_bytes: int) -> list[Segment] | None:
@@ -154,7 +154,7 @@ class SegmentedFetch:
             before = segment.done
             try:
                 self._fetch_range(fd, segment)
-            except (httpx.TransportError, DownloadError) as exc:
+            except DownloadError as exc:
                 if isinstance(exc, DownloadError) and not getattr(exc, "retryable", False):
                     self._fail(exc)
                     return
@@ -185,7 +185,7 @@ class SegmentedFetch:
 
     def _fetch_range(self, fd: int, segment: Segment) -> None:
         headers = {"Range": f"bytes={segment.position}-{segment.end - 1}", "Accept-Encoding": "identity"}
-        response = self.http.send("GET", self.remote.url, headers)
+        response = self.http.open_body(self.remote.url, headers)
         try:
             status = response.status_code
             if status == 200:
@@ -199,10 +199,12 @@ class SegmentedFetch:
             start, total = content_range(response.headers.get("content-range"))
             if start != segment.position or total not in (None, self.total):
                 raise RangesUnsupported()
-            for chunk in response.iter_raw():
-                if self._stop.is_set():
-                    return
-                view = memoryview(chunk)[: segment.remaining]  # never write into the next segment
+            buffer = memoryview(bytearray(BUFFER_BYTES))
+            while not self._stop.is_set():
+                size = response.readinto(buffer[: segment.remaining])  # never into the next segment
+                if size == 0:
+                    raise retryable(f"the connection closed with {segment.remaining} bytes of a segment left")
+                view = buffer[:size]
                 while view:
                     try:
                         written = os.pwrite(fd, view, segment.position)
@@ -212,6 +214,5 @@ class SegmentedFetch:
                     view = view[written:]
                 if segment.remaining == 0:
                     return
-            raise retryable(f"the connection closed with {segment.remaining} bytes of a segment left")
         finally:
             response.close()

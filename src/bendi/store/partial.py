@@ -1,10 +1,11 @@
-"""A partial download on disk: its lock, its progress state, the writer thread, the free-space check."""
+"""A partial download on disk: its lock, its progress state, the hashing writer, the free-space check."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import hashlib
+import os
 import queue
 import re
 import shutil
@@ -12,7 +13,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bendi.core.errors import BendiError, DiskFullError, DownloadError
 
@@ -35,43 +35,54 @@ def check_disk_space(folder: Path, needed_bytes: int, what: str) -> None:
         )
 
 
-class Sink:
-    """Writes and hashes chunks on a second thread while the next chunk comes off the socket.
+BUFFER_BYTES = 1024 * 1024
+BUFFERS = 8
 
-    hashlib and file writes release the GIL, so hashing no longer costs download throughput.
+
+class HashingWriter:
+    """Appends received buffers to the partial and hashes them on a second thread.
+
+    The reader takes a free buffer, fills it from the socket, `commit`s it (written here, on the
+    reader's thread, so a full disk is reported at once), and the hashing thread returns it to
+    the pool. hashlib releases the GIL, so hashing overlaps the next read instead of adding to it.
+    `state.done` counts bytes both written and hashed: exactly what a resume can trust.
     """
 
-    def __init__(self, out: Any, state: DownloadState) -> None:
-        self._out, self._state = out, state
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=64)
-        self.error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name="bendi-download-writer", daemon=True)
+    def __init__(self, fd: int, state: DownloadState, *, buffers: int = BUFFERS) -> None:
+        self._fd, self._state = fd, state
+        self._free: queue.Queue[bytearray] = queue.Queue()
+        for _ in range(buffers):
+            self._free.put(bytearray(BUFFER_BYTES))
+        self._written: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._hash, name="bendi-download-hasher", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain: the reader stops at its next put()
-            view = memoryview(chunk)
-            try:
-                while view:
-                    written = self._out.write(view)
-                    self._state.hasher.update(view[:written])
-                    self._state.done += written
-                    view = view[written:]
-            except OSError as exc:
-                self.error = exc
+    def buffer(self) -> bytearray:
+        return self._free.get()
 
-    def put(self, chunk: bytes) -> bool:
-        if self.error is not None:
-            return False
-        self._queue.put(chunk)
-        return True
+    def release(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
 
-    def close(self) -> OSError | None:
-        self._queue.put(None)
+    def commit(self, buffer: bytearray, size: int) -> None:
+        """Write buffer[:size]; an OSError (disk full) propagates after what was written is hashed."""
+        view, written = memoryview(buffer)[:size], 0
+        try:
+            while written < size:
+                written += os.write(self._fd, view[written:])
+        finally:
+            self._written.put((buffer, written))
+
+    def close(self) -> None:
+        """Wait until every written byte is hashed."""
+        self._written.put(None)
         self._thread.join()
-        return self.error
+
+    def _hash(self) -> None:
+        while (item := self._written.get()) is not None:
+            buffer, size = item
+            self._state.hasher.update(memoryview(buffer)[:size])
+            self._state.done += size
+            self._free.put(buffer)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from bendi.core.errors import (
 )
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
-from bendi.store.download import PARALLEL_MIN_BYTES, Downloader, FileProgress
+from bendi.store.download import PARALLEL_MIN_BYTES, SPLIT_PROBE_S, Downloader, FileProgress
 from bendi.store.formats import check_model_file, check_safetensors
 from bendi.store.gguf import GgufInfo, read_gguf
 from bendi.store.hosts import GuardedClient, HostPolicy
@@ -98,10 +98,12 @@ class Store:
         *,
         retry_backoff_s: float = 0.5,
         parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+        split_probe_s: float = SPLIT_PROBE_S,
     ) -> None:
         self.settings = settings
         self.retry_backoff_s = retry_backoff_s
         self.parallel_min_bytes = parallel_min_bytes
+        self.split_probe_s = split_probe_s
         self.layout = Layout(paths or DataPaths(settings.home)).ensure()
 
     # ---- reading -------------------------------------------------------------------------------
@@ -194,6 +196,8 @@ class Store:
             backoff_s=self.retry_backoff_s,
             connections=self.settings.download_connections,
             parallel_min_bytes=self.parallel_min_bytes,
+            split_below_bytes_per_s=self.settings.download_split_below_mb_s * 1e6,
+            split_probe_s=self.split_probe_s,
         )
         files: list[ManifestFile] = []
         verified = True
