@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bendi.core.errors import EngineError
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
 from bendi.engines.messages import ChatMessage, GenerationRequest, SamplingParams
@@ -118,3 +119,19 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_streams_keep_flowing(engine)
 
     # 64 prompt tokens per step while another stream generates: ~9 steps, a token each.
     assert asyncio.run(scenario()) >= 5
+
+
+def test_a_failure_while_admitting_ends_the_request_with_the_error(
+    two_slot_engine: LlamaCppEngine, collect, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from bendi.engines.llamacpp import scheduler
+
+    def broken_sampler(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("sampler could not be built")
+
+    monkeypatch.setattr(scheduler, "build_sampler", broken_sampler)
+    with pytest.raises(EngineError, match="sampler could not be built"):
+        asyncio.run(asyncio.wait_for(collect(two_slot_engine, "Hello", max_tokens=4), timeout=30))
+    monkeypatch.undo()
+    text, finished = asyncio.run(collect(two_slot_engine, "Hello", max_tokens=4, temperature=0))
+    assert finished.usage.completion_tokens > 0  # the engine keeps serving afterwards

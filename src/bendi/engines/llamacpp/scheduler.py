@@ -185,7 +185,14 @@ class Scheduler:
             if not free:
                 return
             seq = self._waiting.popleft()
-            self._assign(seq, free)
+            try:
+                self._assign(seq, free)
+            except Exception:
+                # Back in the queue, so the failure handler in _run ends it with the error too:
+                # a sequence in neither list would leave its request waiting forever.
+                if seq not in self._active:
+                    self._waiting.appendleft(seq)
+                raise
 
     def _assign(self, seq: Sequence, free: list[Slot]) -> None:
         prompt = seq.prompt_tokens
