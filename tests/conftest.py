@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from bendi.core.settings import Settings, load_settings
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path
+from server_process import ServerProcess, free_port
 
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 if not SHARED_DIR.is_dir():  # CI clones main with shared/ beside it; a checkout elsewhere may set this
@@ -45,71 +45,9 @@ def settings(bendi_home: Path) -> Settings:
     return load_settings(home=bendi_home, threads=2, context_tokens=2048)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture()
 def port() -> Iterator[int]:
     yield free_port()
-
-
-class ServerProcess:
-    """A real `bendi serve` subprocess on a free loopback port."""
-
-    def __init__(self, home: Path, port: int, extra_env: dict[str, str], args: tuple[str, ...]) -> None:
-        import subprocess
-        import sys
-
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, BENDI_HOME=str(home), BENDI_THREADS="2", PYTHONUNBUFFERED="1")
-        env.update(extra_env)
-        self.log_path = home / "server-test.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115  (closed in stop())
-        bendi = Path(sys.executable).parent / "bendi"
-        self.proc = subprocess.Popen(
-            [str(bendi), "serve", "--port", str(port), *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        import time
-
-        import httpx
-
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"bendi serve exited early:\n{self.log()}")
-            try:
-                if httpx.get(self.base_url + "/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"bendi serve did not become ready:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-5000:]
-
-    def stop(self) -> int | None:
-        import signal
-        import subprocess
-
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")

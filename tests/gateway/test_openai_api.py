@@ -116,21 +116,29 @@ def test_client_mistakes_get_openai_shaped_errors(bendi_server, client: OpenAI) 
 
 
 def test_health_answers_while_a_generation_runs(bendi_server, client: OpenAI) -> None:  # type: ignore[no-untyped-def]
-    done = threading.Event()
+    streaming, stop = threading.Event(), threading.Event()
 
-    def long_generation() -> None:
-        client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=200, temperature=0)
-        done.set()
+    def long_generation() -> None:  # runs until told to stop (ignore_eos: no early end)
+        stream = client.chat.completions.create(model=MODEL, messages=HELLO, max_tokens=2000, temperature=0,
+                                                stream=True, extra_body={"ignore_eos": True})  # fmt: skip
+        for _ in stream:
+            streaming.set()
+            if stop.is_set():
+                break
+        stream.close()
 
     worker = threading.Thread(target=long_generation)
     worker.start()
-    time.sleep(0.3)
-    started = time.monotonic()
-    health = httpx.get(bendi_server.base_url + "/health", timeout=5)
-    assert health.status_code == 200
-    assert time.monotonic() - started < 1.0
-    assert not done.is_set(), "the generation should still be running"
-    worker.join()
+    try:
+        assert streaming.wait(30), "the generation did not start"
+        started = time.monotonic()
+        health = httpx.get(bendi_server.base_url + "/health", timeout=5)
+        assert health.status_code == 200
+        assert time.monotonic() - started < 1.0
+        assert worker.is_alive(), "the generation should still be running"
+    finally:
+        stop.set()
+        worker.join(timeout=60)
 
 
 def test_disconnected_stream_stops_its_generation(bendi_server) -> None:  # type: ignore[no-untyped-def]

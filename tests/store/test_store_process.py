@@ -17,6 +17,7 @@ from fakehub import FakeHub
 from ggufmaker import write_gguf
 
 from bendi.core.errors import DiskFullError
+from bendi.core.settings import Settings
 from bendi.store.store import Store
 
 BENDI = str(Path(sys.executable).parent / "bendi")
@@ -35,6 +36,14 @@ def _sha(path: Path) -> str:
 
 def _blob_gets(hub: FakeHub) -> list[str | None]:
     return [rng for method, path, rng in hub.state.requests if method == "GET" and path.startswith("/blobs/")]
+
+
+def _assert_next_pull_resumes(hub: FakeHub, settings: Settings, source: Path, offset: int) -> None:
+    """A pull at full speed asks only for the bytes past `offset` and installs the source's bytes."""
+    hub.state.throttle_bytes_per_s = None
+    installed = Store(settings).pull(REF)
+    assert _blob_gets(hub)[-1] == f"bytes={offset}-"
+    assert _sha(installed.path) == _sha(source)
 
 
 def test_pull_resumes_after_the_downloader_is_killed(hub, hub_settings, bendi_home, tmp_path):
@@ -56,10 +65,7 @@ def test_pull_resumes_after_the_downloader_is_killed(hub, hub_settings, bendi_ho
     assert proc.returncode == -signal.SIGKILL
     kept = next(partials.glob("*.part")).stat().st_size
     assert 600_000 <= kept < source.stat().st_size
-    hub.state.throttle_bytes_per_s = None
-    installed = Store(hub_settings).pull(REF)
-    assert _blob_gets(hub)[-1] == f"bytes={kept}-"
-    assert _sha(installed.path) == _sha(source)
+    _assert_next_pull_resumes(hub, hub_settings, source, kept)
 
 
 def test_ctrl_c_stops_the_pull_and_keeps_a_resumable_partial(hub, hub_settings, bendi_home, tmp_path):
@@ -78,10 +84,7 @@ def test_ctrl_c_stops_the_pull_and_keeps_a_resumable_partial(hub, hub_settings, 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
     kept = next(partials.glob("*.part")).stat().st_size
-    hub.state.throttle_bytes_per_s = None
-    installed = Store(hub_settings).pull(REF)
-    assert _blob_gets(hub)[-1] == f"bytes={kept}-"
-    assert _sha(installed.path) == _sha(source)
+    _assert_next_pull_resumes(hub, hub_settings, source, kept)
 
 
 def test_disk_full_mid_download_is_a_clear_error_and_keeps_the_partial(
@@ -101,9 +104,7 @@ def test_disk_full_mid_download_is_a_clear_error_and_keeps_the_partial(
     assert "Traceback" not in done.stderr
     part = next((bendi_home / "models" / "partial").glob("*.part"))
     assert part.stat().st_size == limit
-    installed = Store(hub_settings).pull(REF)
-    assert _blob_gets(hub)[-1] == f"bytes={limit}-"
-    assert _sha(installed.path) == _sha(source)
+    _assert_next_pull_resumes(hub, hub_settings, source, limit)
 
 
 def test_too_little_free_space_is_refused_before_downloading(hub, hub_settings, tmp_path, monkeypatch):

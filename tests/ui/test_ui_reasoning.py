@@ -7,100 +7,30 @@ the UI reads it through the public /v1/chat/completions SSE like with a real R1 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pages import no_alert, open_app, wait_for
 
-from bendi.core.settings import load_settings
-from bendi.engines.messages import (
-    ChatMessage,
-    Finished,
-    GenerationEvent,
-    GenerationRequest,
-    RenderedPrompt,
-    TextDelta,
-    Usage,
-)
-from bendi.engines.pool import EnginePool, FitVerdict
-from bendi.engines.protocol import EngineInfo
-from bendi.gateway.app import create_app
-from bendi.services import build_services
-from bendi.store.resolve import LocalModel
+from r1_replay import RECORDED, start_replay_server
+from server_process import free_port
 
 By = pytest.importorskip("selenium.webdriver.common.by").By
 Keys = pytest.importorskip("selenium.webdriver.common.keys").Keys
 
-DATA = Path(__file__).resolve().parents[1] / "gateway" / "data" / "r1_outputs.json"
-RECORDED = json.loads(DATA.read_text(encoding="utf-8"))[0]
 MODEL = "deepseek-r1:7b"
-
-
-class ReplayEngine:
-    """Streams the recorded R1 output; its template opens <think> like the real distills."""
-
-    def __init__(self, name: str) -> None:
-        self._info = EngineInfo(model_name=name, engine="replay", context_tokens=4096)
-
-    @property
-    def info(self) -> EngineInfo:
-        return self._info
-
-    def render_chat(
-        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
-    ) -> RenderedPrompt:
-        return RenderedPrompt(
-            "<｜User｜>" + messages[-1].content + "<｜Assistant｜><think>\n", opens_reasoning=True
-        )
-
-    def count_tokens(self, text: str, *, parse_special: bool = True) -> int:
-        return len(text)
-
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-        raw = RECORDED["raw"]
-        for i in range(0, len(raw), 3):
-            yield TextDelta(raw[i : i + 3])
-            await asyncio.sleep(0.06)  # slow enough to see the block open while reasoning streams
-        yield Finished("stop", Usage(10, len(raw) // 3))
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [[0.0] for _ in texts]
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
 def replay_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("ui-replay")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    config = load_settings(home=home, port=port)
-    services = build_services(config)
-    services.__dict__["engines"] = EnginePool(
-        config, services.paths,
-        engine_factory=lambda model, _settings: ReplayEngine(model.name),  # type: ignore[arg-type,return-value]
-        fit_check=lambda *_: FitVerdict(True, 0, 0),
-    )  # fmt: skip
-    services.engines.resolve = lambda name: LocalModel(name or MODEL, home, 0, "file")  # type: ignore[method-assign]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
+    port = free_port()
+    # Slow enough to see the reasoning block open while the reasoning streams.
+    server, thread = start_replay_server(
+        tmp_path_factory.mktemp("ui-replay"), port, default_model=MODEL, delay_s=0.06
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
     url = f"http://127.0.0.1:{port}"
     # Load the model once so /v1/models lists it, as an installed R1 would be.
     httpx.post(

@@ -44,6 +44,20 @@ class LaunchPlan:
         return f"http://127.0.0.1:{self.port}"
 
 
+def _model_args(
+    context_flag: str, context_tokens: int | None, quantization: str | None, reasoning_parser: str | None
+) -> list[str]:
+    """The optional flags vLLM and SGLang share (but for the context flag's name): only those asked for."""
+    args: list[str] = []
+    if context_tokens:
+        args += [context_flag, str(context_tokens)]
+    if quantization:
+        args += ["--quantization", quantization]
+    if reasoning_parser:
+        args += ["--reasoning-parser", reasoning_parser]
+    return args
+
+
 def vllm_plan(
     model_path: str,
     served_model_name: str,
@@ -68,12 +82,7 @@ def vllm_plan(
     ]  # fmt: skip
     if placement.pipeline_parallel > 1:
         argv += ["--pipeline-parallel-size", str(placement.pipeline_parallel)]
-    if context_tokens:
-        argv += ["--max-model-len", str(context_tokens)]
-    if quantization:
-        argv += ["--quantization", quantization]
-    if reasoning:
-        argv += ["--reasoning-parser", "deepseek_r1"]
+    argv += _model_args("--max-model-len", context_tokens, quantization, "deepseek_r1" if reasoning else None)
     workers: tuple[str, ...] = ()
     notes: list[str] = []
     if placement.nodes > 1:
@@ -114,12 +123,9 @@ def sglang_plan(
         "--mem-fraction-static", f"{mem_fraction_static:.2f}",
         "--trust-remote-code",
     ]  # fmt: skip
-    if context_tokens:
-        base += ["--context-length", str(context_tokens)]
-    if quantization:
-        base += ["--quantization", quantization]
-    if reasoning:
-        base += ["--reasoning-parser", "deepseek-r1"]
+    base += _model_args(
+        "--context-length", context_tokens, quantization, "deepseek-r1" if reasoning else None
+    )
     argv = base + ["--host", "127.0.0.1", "--port", str(port)]
     workers: tuple[str, ...] = ()
     if placement.nodes > 1:

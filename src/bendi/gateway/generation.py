@@ -6,8 +6,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -18,7 +19,7 @@ from bendi.gateway.admission import Admission, Ticket
 from bendi.gateway.dependencies import client_id
 from bendi.gateway.metrics import Metrics
 from bendi.gateway.shutdown import Drain
-from bendi.gateway.streaming import start_generation
+from bendi.gateway.streaming import run_until_disconnect, start_generation
 from bendi.services import Services
 
 log = logging.getLogger("bendi.gateway")
@@ -69,6 +70,13 @@ class Session:
                 await self._rest.aclose()  # type: ignore[attr-defined]
         finally:
             self._ticket.release()
+
+    async def whole_reply(self, request: Request, reply: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+        """A non-streaming reply: build it (cancelled if the client leaves), then close this session."""
+        try:
+            return await run_until_disconnect(request, reply)
+        finally:
+            await self.close()
 
 
 async def open_session(

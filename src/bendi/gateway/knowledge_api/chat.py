@@ -113,12 +113,20 @@ def _stream(turn: GroundedTurn, services: Services, body: AsyncIterator[bytes], 
                                     on_close=turn.close, media_type=media_type, headers=STREAM_HEADERS)  # fmt: skip
 
 
-async def _collect(turn: GroundedTurn) -> dict[str, str]:
-    parts = {"reasoning": "", "content": ""}
-    async for channel, text in turn.pieces():
-        if channel in parts:
-            parts[channel] += text
-    return parts
+async def _collect(request: Request, turn: GroundedTurn) -> dict[str, str]:
+    """The whole answer by channel, for a non-streaming reply; the turn is closed whatever happens."""
+
+    async def gather() -> dict[str, str]:
+        parts = {"reasoning": "", "content": ""}
+        async for channel, text in turn.pieces():
+            if channel in parts:
+                parts[channel] += text
+        return parts
+
+    try:
+        return await run_until_disconnect(request, gather())
+    finally:
+        await turn.close()
 
 
 # --- /v1/knowledge-bases/{kb}/ask -------------------------------------------------------------
@@ -142,10 +150,7 @@ async def ask_response(request: Request, services: Services, turn: GroundedTurn,
             yield DONE
 
         return _stream(turn, services, events(), "text/event-stream")
-    try:
-        parts = await run_until_disconnect(request, _collect(turn))
-    finally:
-        await turn.close()
+    parts = await _collect(request, turn)
     return {"answer": parts["content"].strip(), "reasoning": parts["reasoning"].strip() or None,
             "citations": turn.citations, "model": turn.model, "usage": turn.usage(),
             "refused": turn.session is None, "notes": notes}  # fmt: skip
@@ -183,10 +188,7 @@ async def openai_kb_chat(body: Any, request: Request, services: Services) -> Any
             yield DONE
 
         return _stream(turn, services, events(), "text/event-stream")
-    try:
-        parts = await run_until_disconnect(request, _collect(turn))
-    finally:
-        await turn.close()
+    parts = await _collect(request, turn)
     usage = turn.usage()
     usage["prompt_tokens_details"] = {"cached_tokens": 0}  # type: ignore[assignment]
     message = {
@@ -243,8 +245,5 @@ async def ollama_kb_chat(body: Any, request: Request, services: Services) -> Any
                 yield ndjson({"error": error_text(exc)[0]})
 
         return _stream(turn, services, events(), "application/x-ndjson")
-    try:
-        parts = await run_until_disconnect(request, _collect(turn))
-    finally:
-        await turn.close()
+    parts = await _collect(request, turn)
     return final(parts["content"].strip(), parts["reasoning"].strip())

@@ -218,13 +218,7 @@ def _respond(request: Request, services: Services, session: Session, body: Ollam
         assert session.finished is not None
         return payload("".join(contents), "".join(thoughts)) | final_stats(session.finished, load_s)
 
-    async def run() -> dict[str, Any]:
-        try:
-            return await run_until_disconnect(request, collect())
-        finally:
-            await session.close()
-
-    return run()
+    return session.whole_reply(request, collect())
 
 
 async def _admitted(request: Request, opening: Awaitable[Session], streaming: bool) -> Session:

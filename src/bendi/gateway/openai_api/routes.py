@@ -173,10 +173,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
             "usage": _usage(finished),
         }  # fmt: skip
 
-    try:
-        return await run_until_disconnect(request, collect())
-    finally:
-        await session.close()
+    return await session.whole_reply(request, collect())
 
 
 @router.post("/completions", response_model=None)
@@ -242,7 +239,4 @@ async def completions(body: CompletionRequest, request: Request, services: Servi
             "usage": _usage(finished),
         }  # fmt: skip
 
-    try:
-        return await run_until_disconnect(request, collect())
-    finally:
-        await session.close()
+    return await session.whole_reply(request, collect())
