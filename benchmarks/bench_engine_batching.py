@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,6 +86,29 @@ async def engine_run(engine: LlamaCppEngine, prompts: list[str], tokens: int) ->
     return sum(len(s) - 1 for s in streams) / (end - first)
 
 
+def measure_one(side: str, streams: int, tokens: int, threads: int) -> float:
+    """One measurement in this process: `side` is direct_1, engine_1, direct_n or engine_n."""
+    path = bundled_model_path(BUNDLED_MODELS[0])
+    assert path is not None
+    n = streams if side.endswith("_n") else 1
+    config = ContextConfig(context_tokens=512, sequences=streams, batch_tokens=512, threads=threads)
+    engine = LlamaCppEngine(BUNDLED_MODELS[0].name, Path(path), config)
+    texts = [
+        engine.render_chat([ChatMessage("user", f"Tell story number {i} about a coal miner.")]).text
+        for i in range(n)
+    ]
+    try:
+        if side.startswith("engine"):
+            return asyncio.run(engine_run(engine, texts, tokens))
+        bare = LlamaModel(Path(path), config)
+        try:
+            return direct(bare, [engine.tokenize(t) for t in texts], tokens)
+        finally:
+            bare.close()
+    finally:
+        asyncio.run(engine.close())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
@@ -92,25 +116,20 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # internal: one measurement, printed
     args = parser.parse_args()
-    path = bundled_model_path(BUNDLED_MODELS[0])
-    assert path is not None
-    config = ContextConfig(context_tokens=512, sequences=args.streams, batch_tokens=512, threads=args.threads)
-    engine = LlamaCppEngine(BUNDLED_MODELS[0].name, Path(path), config)
-    bare = LlamaModel(Path(path), config)
-    texts = [
-        engine.render_chat([ChatMessage("user", f"Tell story number {i} about a coal miner.")]).text
-        for i in range(args.streams)
-    ]
-    token_lists = [engine.tokenize(t) for t in texts]
+    if args.only:
+        print(measure_one(args.only, args.streams, args.tokens, args.threads))
+        return 0
     results: dict[str, list[float]] = {"direct_1": [], "engine_1": [], "direct_n": [], "engine_n": []}
     for _ in range(args.runs):  # interleaved, so machine load hits both sides alike
-        results["direct_1"].append(direct(bare, token_lists[:1], args.tokens))
-        results["engine_1"].append(asyncio.run(engine_run(engine, texts[:1], args.tokens)))
-        results["direct_n"].append(direct(bare, token_lists, args.tokens))
-        results["engine_n"].append(asyncio.run(engine_run(engine, texts, args.tokens)))
-    asyncio.run(engine.close())
-    bare.close()
+        for side, values in results.items():
+            # Each measurement in a fresh process: two llama.cpp contexts in one process (the bare
+            # loop's and the engine's) slowed the engine's batched decode by a third here.
+            argv = [sys.executable, __file__, "--only", side, "--streams", str(args.streams),
+                    "--tokens", str(args.tokens), "--threads", str(args.threads)]  # fmt: skip
+            out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+            values.append(float(out.strip().splitlines()[-1]))
     med = {k: round(statistics.median(v), 1) for k, v in results.items()}
     summary = {
         "model": BUNDLED_MODELS[0].name, "threads": args.threads, "tokens": args.tokens,
