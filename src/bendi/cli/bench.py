@@ -57,6 +57,7 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     started = time.perf_counter()
     first: float | None = None
     tokens = 0
+    reported: int | None = None
     try:
         async with client.stream("POST", url, json=body) as response:
             if response.status_code != 200:
@@ -70,6 +71,9 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
                 payload = json.loads(line[6:])
                 if "error" in payload:
                     return RequestResult(False, 599)
+                usage = payload.get("usage") or {}
+                if isinstance(usage.get("completion_tokens"), int):
+                    reported = usage["completion_tokens"]
                 for choice in payload.get("choices") or []:
                     delta = choice.get("delta") or {}
                     if delta.get("content") or delta.get("reasoning_content") or choice.get("text"):
@@ -79,7 +83,10 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
     except httpx.HTTPError:
         return RequestResult(False, 0)
     end = time.perf_counter()
-    return RequestResult(True, 200, (first or end) - started, tokens, end - (first or end))
+    # Tokens as the server counts them (stream_options.include_usage): a token whose text is empty
+    # or held back (half a UTF-8 character, a possible stop string) sends no event of its own.
+    counted = reported if reported is not None else tokens
+    return RequestResult(True, 200, (first or end) - started, counted, end - (first or end))
 
 
 async def run_level(url: str, model: str | None, concurrency: int, requests: int, prompt_tokens: int,
@@ -101,6 +108,7 @@ async def run_level(url: str, model: str | None, concurrency: int, requests: int
                 body: dict[str, Any] = {
                     "messages": [{"role": "user", "content": make_prompt(prompt_tokens, index)}],
                     "max_tokens": max_tokens, "temperature": 0.7, "stream": True, "ignore_eos": True,
+                    "stream_options": {"include_usage": True},
                 }  # fmt: skip
                 if model:
                     body["model"] = model
