@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bendi.knowledge.chunking import ARTICLE, chunk_blocks, context_text
+from bendi.knowledge.chunking import ARTICLE, chunk_blocks, context_text, embedding_text
 from bendi.knowledge.parsers import parse_document
 from bendi.knowledge.records import Chunk
 
@@ -83,6 +83,17 @@ def lecoqa_subset(passages: list[Passage], queries: list[Query], articles: int, 
     return [passages[i] for i in sorted(chosen)]
 
 
+def lecoqa_corpus(passages: list[Passage], queries: list[Query], others: int, seed: int = 7) -> list[Passage]:
+    """Every article of every law a gold article comes from (all its same-law hard negatives), plus
+    `others` random articles of other laws."""
+    gold = set().union(*(q.gold for q in queries))
+    gold_docs = {p.doc for p in passages if p.key in gold}
+    rest = [i for i, p in enumerate(passages) if p.doc not in gold_docs]
+    random.Random(seed).shuffle(rest)
+    chosen = {i for i, p in enumerate(passages) if p.doc in gold_docs} | set(rest[:others])
+    return [passages[i] for i in sorted(chosen)]
+
+
 def cmrc(limit_questions: int, split: str = "trial", paragraphs: int | None = None,
          seed: int = 7) -> tuple[list[Passage], list[Query]]:  # fmt: skip
     """Paragraphs (a random sample when `paragraphs` is set) and questions about them."""
@@ -93,7 +104,9 @@ def cmrc(limit_questions: int, split: str = "trial", paragraphs: int | None = No
     for title, para in paras[:paragraphs] if paragraphs else paras:
         chunk = Chunk(0, para["context"], None, "", None, 0, len(para["context"]))
         passages.append(Passage(para["id"], para["id"], title, chunk))
-        queries.extend(Query(qa["question"], frozenset({para["id"]})) for qa in para["qas"])
+        queries.extend(
+            Query(qa["question"], frozenset({para["id"]})) for qa in para["qas"] if qa["question"].strip()
+        )
     random.Random(seed).shuffle(queries)
     return passages, queries[:limit_questions]
 
@@ -112,7 +125,13 @@ def pubmedqa(limit: int, seed: int = 7) -> tuple[list[Passage], list[Query]]:
 
 
 def passage_text(p: Passage) -> str:
+    """What the product keyword-indexes for this passage."""
     return context_text(p.title, p.chunk)
+
+
+def passage_embedding_text(p: Passage) -> str:
+    """What the product embeds for this passage."""
+    return embedding_text(p.title, p.chunk)
 
 
 def article_of(text: str) -> str | None:

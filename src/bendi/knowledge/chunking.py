@@ -171,5 +171,17 @@ def chunk_blocks(blocks: Iterable[Block], config: ChunkingConfig | None = None) 
 
 def context_text(title: str, chunk: Chunk) -> str:
     """What is embedded and keyword-indexed: the passage with its document title and headings."""
-    head = " ".join(part for part in (title, chunk.heading.replace(" > ", " ")) if part)
+    parts = [part for part in chunk.heading.split(" > ") if part]
+    if title and not (parts and parts[0].replace(" ", "") == title.replace(" ", "")):
+        parts.insert(0, title)  # a Markdown/DOCX title is usually the first heading too: say it once
+    head = " ".join(parts)
     return f"{head}\n{chunk.text}" if head else chunk.text
+
+
+def embedding_text(title: str, chunk: Chunk) -> str:
+    """What is embedded: an article (第X条) with its document title only (generic chapter headings
+    like "第五章 法律责任" dilute a small embedder: on LeCoQA, dense recall@10 0.717 with them,
+    0.733 without); any other passage with its full context, as keyword-indexed."""
+    if chunk.article and title:
+        return f"{title}\n{chunk.text}"
+    return context_text(title, chunk)

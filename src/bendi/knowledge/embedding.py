@@ -13,6 +13,7 @@ import hashlib
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 Kind = Literal["query", "passage"]
 DEFAULT_EMBEDDER = "multilingual-e5-small"
 BATCH_SIZE = 32
+QUERY_CACHE_SIZE = 1024
 
 
 class Embedder(Protocol):
@@ -195,7 +197,7 @@ class CachedEmbedder:
                 "vector BLOB NOT NULL, PRIMARY KEY (model, text_sha256)) WITHOUT ROWID"
             )
         self.computed = 0  # texts actually embedded (not served from the cache), for tests and progress
-        self._query_cache: dict[str, np.ndarray] = {}
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, timeout=30.0)
@@ -247,14 +249,19 @@ class CachedEmbedder:
         return np.vstack([found[key] for key in keys]).astype(np.float32)
 
     def _embed_queries(self, texts: Sequence[str]) -> np.ndarray:
-        todo = [t for t in dict.fromkeys(texts) if t not in self._query_cache]
+        """Queries are not worth a disk write, but a repeated one (a retry, the UI and the API asking
+        the same thing) should not pay the model again: a small in-memory LRU."""
+        with self._lock:
+            vectors = {t: self._query_cache[t] for t in dict.fromkeys(texts) if t in self._query_cache}
+        todo = [t for t in dict.fromkeys(texts) if t not in vectors]
         if todo:
-            for text, vec in zip(todo, self._inner.embed(todo, kind="query"), strict=True):
-                if len(self._query_cache) > 1024:
-                    self._query_cache.pop(next(iter(self._query_cache)))
-                self._query_cache[text] = vec
-        return (
-            np.vstack([self._query_cache[t] for t in texts])
-            if texts
-            else np.zeros((0, self.dimensions), np.float32)
-        )
+            vectors.update(zip(todo, self._inner.embed(todo, kind="query"), strict=True))
+        with self._lock:
+            for text in dict.fromkeys(texts):
+                self._query_cache[text] = vectors[text]
+                self._query_cache.move_to_end(text)
+            while len(self._query_cache) > QUERY_CACHE_SIZE:
+                self._query_cache.popitem(last=False)
+        if not texts:
+            return np.zeros((0, self.dimensions), np.float32)
+        return np.vstack([vectors[t] for t in texts])

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bendi.core.errors import BendiError, DocumentError, UserInputError
-from bendi.knowledge.chunking import chunk_blocks, context_text
+from bendi.knowledge.chunking import chunk_blocks, context_text, embedding_text
 from bendi.knowledge.library import KnowledgeBase
 from bendi.knowledge.parsers import SUPPORTED_SUFFIXES, parse_document
 from bendi.knowledge.records import DocStatus
@@ -114,7 +114,7 @@ def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: s
         if not chunks:
             raise DocumentError(f"{file_label} contains no text to index.")
         texts = [context_text(parsed.title, c) for c in chunks]
-        vectors = kb.embedder.embed(texts, kind="passage")
+        vectors = kb.embedder.embed([embedding_text(parsed.title, c) for c in chunks], kind="passage")
         index.replace_chunks(doc_id, title=parsed.title, content_hash=content_hash, bytes_=size,
                              pages=parsed.pages, chunks=chunks, fts_texts=texts, vectors=vectors)  # fmt: skip
         return FileOutcome(file_label, "indexed", doc_id, len(chunks), parsed.pages)

@@ -6,6 +6,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class KnowledgeBase:
         self._embedder_factory = embedder
         self._embedder: Embedder | None = None
         self.write_lock = threading.Lock()  # one ingestion at a time per base; searches never wait on it
+        # Runs each hybrid query's BM25 half while the calling thread embeds the query.
+        self._searcher: ThreadPoolExecutor | None = None
+        self._searcher_lock = threading.Lock()
 
     @property
     def embedder(self) -> Embedder:
@@ -103,9 +107,20 @@ class KnowledgeBase:
             doc_ids = sorted(tagged if doc_ids is None else tagged & set(doc_ids))
         if doc_ids is not None and not doc_ids:
             return SearchResult([], 0.0, 0.0)
-        return search(self.index, self.embedder, query, top_k=top_k, mode=mode, doc_ids=doc_ids)
+        return search(self.index, self.embedder, query, top_k=top_k, mode=mode, doc_ids=doc_ids,
+                      executor=self._executor())  # fmt: skip
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._searcher_lock:
+            if self._searcher is None:
+                self._searcher = ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"kb-{self.name}")
+            return self._searcher
 
     def close(self) -> None:
+        with self._searcher_lock:
+            searcher, self._searcher = self._searcher, None
+        if searcher is not None:
+            searcher.shutdown(wait=True)
         self.index.close()
 
 

@@ -119,7 +119,15 @@ def segment(text: str) -> str:
     return " ".join(tokens(text))
 
 
+def query_terms(text: str, limit: int = 64) -> list[str]:
+    """The query's distinct tokens in order (stopwords and punctuation are already gone), bounded."""
+    return list(dict.fromkeys(tokens(text)))[:limit]
+
+
+def fts_expression(terms: list[str]) -> str:
+    """An FTS5 MATCH expression: any of the terms (BM25 ranks by how many and how rare)."""
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in terms)
+
+
 def fts_query(text: str) -> str:
-    """An FTS5 MATCH expression: any of the query's tokens (BM25 ranks by how many and how rare)."""
-    unique = list(dict.fromkeys(tokens(text)))[:64]
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+    return fts_expression(query_terms(text))
