@@ -274,7 +274,10 @@ class Scheduler:
         n = 0
         outputs: list[tuple[Sequence, int]] = []
         prefilled: list[tuple[Sequence, int]] = []  # (sequence, prompt tokens added this step)
-        generating = [s for s in self._active if s.next_token is not None]
+        # In stream order: llama.cpp (one KV stream per sequence) decoded a batch whose tokens came
+        # in another order ~40% slower (8 streams: 47 vs 33 ms a step), and the order drifts as
+        # requests come and go and reuse the slots that hold their prefixes.
+        generating = sorted((s for s in self._active if s.next_token is not None), key=lambda s: s.slot)
         for seq in generating:
             token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = seq.next_token, seq.n_past, 1, 1
             seq_arr[n][0] = seq.slot
