@@ -49,6 +49,9 @@ class Settings(BaseModel):
     threads: int = Field(default_factory=physical_cores)
     context_tokens: int = 4096
     batch_tokens: int = 512
+    # Prompt tokens one decode step may add while other streams generate. 64 keeps their tokens
+    # flowing (TTFT p50 0.57 s at 8 clients); 512 gave ~3% more aggregate tok/s but doubled TTFT.
+    prefill_chunk_tokens: int = 64
     gpu_layers: int = -1  # -1: let the planner decide; 0: CPU only
     parallel_sequences: int = 8
     keep_alive_s: float = 300.0

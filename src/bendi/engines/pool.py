@@ -98,6 +98,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         context_tokens=settings.context_tokens,
         sequences=settings.parallel_sequences,
         batch_tokens=settings.batch_tokens,
+        prefill_chunk_tokens=settings.prefill_chunk_tokens,
         threads=settings.threads,
         gpu_layers=settings.gpu_layers if settings.gpu_layers >= 0 else 0,
     )
