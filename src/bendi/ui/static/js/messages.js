@@ -46,7 +46,9 @@ export class AssistantView {
     if (citations) this.citations = citations;
     if (!this.pending) {
       this.pending = true;
-      requestAnimationFrame(() => { this.pending = false; this.paint(true); });
+      // A frame still pending when the answer ends must not repaint it as streaming: that wiped
+      // the "stopped" note (and brought the cursor back) after finish().
+      requestAnimationFrame(() => { this.pending = false; if (!this.finished) this.paint(true); });
     }
   }
 
@@ -77,6 +79,7 @@ export class AssistantView {
   }
 
   finish({ error = null, stopped = false } = {}) {
+    this.finished = true;
     this.el.classList.remove("streaming");
     this.paint(false);
     if (stopped) this.body.append(h("div", { class: "muted small", text: t("chat.stopped") }));
