@@ -65,6 +65,7 @@ def test_upload_docx_and_chat_with_citations(ui_server: Any, browser: Any, share
     box = browser.find_element(By.ID, "chat-input")
     box.send_keys("进风通风系统的安全技术措施有哪些？")
     box.send_keys(Keys.ENTER)
+
     def click_docx_chip() -> bool:
         # Found and clicked in one step: the message re-renders when the answer is saved, which makes
         # elements found earlier stale (wait_for retries on that).
