@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from bendi.core.errors import BendiError, DiskFullError, DownloadError, IntegrityError
 from bendi.store.body import Body
@@ -55,6 +56,17 @@ class FileProgress:
     done_bytes: int
     total_bytes: int | None
     resumed_from_bytes: int
+
+
+class _Job(NamedTuple):
+    """One file being fetched: its partial and sidecar, what it must become, who watches."""
+
+    part: Path
+    sidecar: Path
+    remote: RemoteFile
+    want: str | None  # the SHA-256 it must have, when known
+    progress: Callable[[FileProgress], None] | None
+    cancel: threading.Event | None
 
 
 class Downloader:
@@ -107,7 +119,7 @@ class Downloader:
             for attempt in (1, 2):
                 resumed = self._prepare(part, sidecar, remote, want)
                 try:
-                    digest, size = self._download(part, sidecar, remote, want, progress, cancel)
+                    digest, size = self._download(_Job(part, sidecar, remote, want, progress, cancel))
                 except IntegrityError:
                     part.unlink(missing_ok=True)
                     sidecar.unlink(missing_ok=True)
@@ -184,22 +196,15 @@ class Downloader:
         tmp.write_text(json.dumps(state), encoding="utf-8")
         os.replace(tmp, sidecar)
 
-    def _download(
-        self,
-        part: Path,
-        sidecar: Path,
-        remote: RemoteFile,
-        want: str | None,
-        progress: Callable[[FileProgress], None] | None,
-        cancel: threading.Event | None,
-    ) -> tuple[str, int]:
-        hasher = self._segmented(part, sidecar, remote, want, progress, cancel)
+    def _download(self, job: _Job) -> tuple[str, int]:
+        part, sidecar, remote, want = job.part, job.sidecar, job.remote, job.want
+        hasher = self._segmented(job)
         if hasher is None:
-            hasher = self._sequential(part, sidecar, remote, want, progress, cancel, may_split=True)
+            hasher = self._sequential(job, may_split=True)
         if hasher is None:  # one connection proved slow: the rest comes over several
-            hasher = self._segmented(part, sidecar, remote, want, progress, cancel, split_now=True)
+            hasher = self._segmented(job, split_now=True)
         if hasher is None:  # the server refused ranges after all
-            hasher = self._sequential(part, sidecar, remote, want, progress, cancel, may_split=False)
+            hasher = self._sequential(job, may_split=False)
         assert hasher is not None
         digest = hasher.hexdigest()
         if want is not None and digest != want:
@@ -214,18 +219,9 @@ class Downloader:
         sidecar.unlink(missing_ok=True)
         return f"sha256-{digest}", blob.stat().st_size
 
-    def _segmented(
-        self,
-        part: Path,
-        sidecar: Path,
-        remote: RemoteFile,
-        want: str | None,
-        progress: Callable[[FileProgress], None] | None,
-        cancel: threading.Event | None,
-        *,
-        split_now: bool = False,
-    ) -> hashlib._Hash | None:
+    def _segmented(self, job: _Job, *, split_now: bool = False) -> hashlib._Hash | None:
         """Download over several connections when worthwhile; None: use one connection instead."""
+        part, sidecar, remote, want, progress, cancel = job
         total = remote.size_bytes
         if total is None or not self._may_split(remote, want):
             return None
@@ -270,18 +266,9 @@ class Downloader:
             and self.split_below_bytes_per_s > 0
         )
 
-    def _sequential(
-        self,
-        part: Path,
-        sidecar: Path,
-        remote: RemoteFile,
-        want: str | None,
-        progress: Callable[[FileProgress], None] | None,
-        cancel: threading.Event | None,
-        *,
-        may_split: bool,
-    ) -> hashlib._Hash | None:
+    def _sequential(self, job: _Job, *, may_split: bool) -> hashlib._Hash | None:
         """One connection; None when its probe found it slow enough to split the rest."""
+        part, remote, want, cancel = job.part, job.remote, job.want, job.cancel
         probe = may_split and self._may_split(remote, want)
         total = remote.size_bytes
         done = part.stat().st_size if part.is_file() else 0
@@ -302,7 +289,7 @@ class Downloader:
                 )
             before = state.done
             try:
-                if self._attempt(part, sidecar, remote, want, state, progress, cancel, probe):
+                if self._attempt(job, state, probe):
                     break
             except _SplitRequested:
                 return None
@@ -319,18 +306,9 @@ class Downloader:
                     time.sleep(min(self.backoff_s * 2 ** (failures - 1), 10.0))
         return state.hasher
 
-    def _attempt(
-        self,
-        part: Path,
-        sidecar: Path,
-        remote: RemoteFile,
-        want: str | None,
-        state: DownloadState,
-        progress: Callable[[FileProgress], None] | None,
-        cancel: threading.Event | None,
-        probe: bool,
-    ) -> bool:
+    def _attempt(self, job: _Job, state: DownloadState, probe: bool) -> bool:
         """One GET, updating `state` as bytes land; True when the file is complete."""
+        part, sidecar, remote, want = job.part, job.sidecar, job.remote, job.want
         if state.total is not None and state.done == state.total:
             return True
         headers = {"Accept-Encoding": "identity"}
@@ -361,9 +339,7 @@ class Downloader:
                 self._write_sidecar(sidecar, remote, want, 0, response_etag)
                 raise retryable("the file changed on the server (ETag); restarting")
             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-            stop = self._receive(
-                part, sidecar, remote, want, state, response, response_etag, progress, cancel, probe
-            )
+            stop = self._receive(job, state, response, response_etag, probe)
             if isinstance(stop, _SplitRequested):
                 raise stop
             if stop is not None:
@@ -380,23 +356,14 @@ class Downloader:
             response.close()
 
     def _receive(
-        self,
-        part: Path,
-        sidecar: Path,
-        remote: RemoteFile,
-        want: str | None,
-        state: DownloadState,
-        response: Body,
-        response_etag: str | None,
-        progress: Callable[[FileProgress], None] | None,
-        cancel: threading.Event | None,
-        probe: bool,
+        self, job: _Job, state: DownloadState, response: Body, response_etag: str | None, probe: bool
     ) -> BendiError | _SplitRequested | None:
         """Stream the body into the partial; returns why it stopped early (None: the body ended).
 
         A dropped link raises (retryable) after everything received is on disk and hashed. With
         `probe`, a link slower than split_below_bytes_per_s after split_probe_s asks to split.
         """
+        part, sidecar, remote, want, progress, cancel = job
         received = state.done  # bytes taken off the socket; state.done trails it (written + hashed)
         next_sidecar = received + SIDECAR_EVERY_BYTES
         probe_start, probe_from = time.monotonic(), received
