@@ -52,14 +52,14 @@ class Body:
             if wanted == 0:
                 return 0
             size = response.fp.readinto1(memoryview(buffer)[:wanted])
-            if size == 0:
-                raise http.client.IncompleteRead(b"", response.length)
-            response.length -= size
-            return size
         except http.client.IncompleteRead as exc:
             raise retryable("the connection closed before the end of the file") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise retryable(f"the connection failed: {exc!r}") from exc
+        if size == 0:  # the server hung up with bytes still owed
+            raise retryable("the connection closed before the end of the file")
+        response.length -= size
+        return size
 
     def close(self) -> None:
         self._response.close()

@@ -10,7 +10,6 @@ atomically, so a reader never sees half a model.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import math
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from bendi.core.errors import BendiError, DiskFullError, DownloadError, IntegrityError
+from bendi.core.errors import BendiError, DownloadError, IntegrityError
 from bendi.store.body import Body
 from bendi.store.hosts import GuardedClient
 from bendi.store.manifest import Layout
@@ -33,6 +32,7 @@ from bendi.store.partial import (
     HashingWriter,
     check_disk_space,
     content_range,
+    disk_full_or,
     exclusive,
     retryable,
 )
@@ -340,8 +340,6 @@ class Downloader:
                 raise retryable("the file changed on the server (ETag); restarting")
             self._write_sidecar(sidecar, remote, want, state.done, response_etag)
             stop = self._receive(job, state, response, response_etag, probe)
-            if isinstance(stop, _SplitRequested):
-                raise stop
             if stop is not None:
                 if not isinstance(stop, DownloadCancelled):
                     state.restart(part)
@@ -357,11 +355,11 @@ class Downloader:
 
     def _receive(
         self, job: _Job, state: DownloadState, response: Body, response_etag: str | None, probe: bool
-    ) -> BendiError | _SplitRequested | None:
+    ) -> BendiError | None:
         """Stream the body into the partial; returns why it stopped early (None: the body ended).
 
         A dropped link raises (retryable) after everything received is on disk and hashed. With
-        `probe`, a link slower than split_below_bytes_per_s after split_probe_s asks to split.
+        `probe`, a link slower than split_below_bytes_per_s after split_probe_s raises _SplitRequested.
         """
         part, sidecar, remote, want, progress, cancel = job
         received = state.done  # bytes taken off the socket; state.done trails it (written + hashed)
@@ -394,15 +392,10 @@ class Downloader:
                         probe = False
                         left = (state.total or 0) - received
                         if (received - probe_from) / elapsed < self.split_below_bytes_per_s and left > 0:
-                            return _SplitRequested()
+                            raise _SplitRequested()  # after `finally`: all received is kept
             except OSError as exc:  # our own write failed; transport failures arrive as DownloadError
                 write_error = exc
             finally:
                 writer.close()  # every byte taken off the socket is on disk and hashed
                 self._write_sidecar(sidecar, remote, want, state.done, response_etag)
-        if write_error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            raise DiskFullError(
-                f"The disk is full (or a file-size limit was hit) while downloading {remote.path_in_repo}: "
-                f"{state.done} bytes are saved in {part}. Free some space and run `bendi pull` again to resume."
-            ) from write_error
-        raise write_error
+        raise disk_full_or(write_error, remote.path_in_repo, part) from write_error

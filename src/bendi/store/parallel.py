@@ -9,7 +9,6 @@ frontier (bytes from 0 with no hole) while the download runs, so little is left 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import threading
@@ -18,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bendi.core.errors import BendiError, DiskFullError, DownloadError
+from bendi.core.errors import BendiError, DownloadError
 from bendi.store.hosts import GuardedClient
-from bendi.store.partial import BUFFER_BYTES, DownloadCancelled, content_range, retryable
+from bendi.store.partial import BUFFER_BYTES, DownloadCancelled, content_range, disk_full_or, retryable
 from bendi.store.sources import RemoteFile
 
 HASH_STEP_BYTES = 8 * 1024 * 1024
@@ -101,7 +100,7 @@ class SegmentedFetch:
                 try:
                     os.ftruncate(fd, self.total)  # sparse: the disk fills as segments land
                 except OSError as exc:  # EFBIG: a file-size limit below the model's size
-                    raise self._disk_full(exc) from exc
+                    raise disk_full_or(exc, self.remote.path_in_repo, self.part) from exc
             workers = [
                 threading.Thread(target=self._worker, args=(fd, s), name=f"bendi-segment-{i}", daemon=True)
                 for i, s in enumerate(self.segments)
@@ -171,14 +170,6 @@ class SegmentedFetch:
                 self._fail(exc)
                 return
 
-    def _disk_full(self, exc: OSError) -> BaseException:
-        if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-            return exc
-        return DiskFullError(
-            f"The disk is full (or a file-size limit was hit) while downloading {self.remote.path_in_repo}; "
-            f"what arrived is kept in {self.part}. Free some space and run `bendi pull` again to resume."
-        )
-
     def _fail(self, exc: BaseException) -> None:
         self._errors.append(exc)
         self._stop.set()
@@ -209,7 +200,7 @@ class SegmentedFetch:
                     try:
                         written = os.pwrite(fd, view, segment.position)
                     except OSError as exc:
-                        raise self._disk_full(exc) from exc
+                        raise disk_full_or(exc, self.remote.path_in_repo, self.part) from exc
                     segment.done += written
                     view = view[written:]
                 if segment.remaining == 0:

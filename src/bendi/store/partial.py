@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -37,6 +38,17 @@ def check_disk_space(folder: Path, needed_bytes: int, what: str) -> None:
 
 BUFFER_BYTES = 1024 * 1024
 BUFFERS = 8
+
+
+def disk_full_or(exc: OSError, what: str, part: Path) -> OSError | DiskFullError:
+    """A failed write of a partial, as the user should hear it: a full disk (or a file-size
+    limit) says what is kept and how to resume; any other OSError is returned as it is."""
+    if exc.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return exc
+    return DiskFullError(
+        f"The disk is full (or a file-size limit was hit) while downloading {what}; what arrived is kept "
+        f"in {part}. Free some space and run `bendi pull` again to resume."
+    )
 
 
 class HashingWriter:
