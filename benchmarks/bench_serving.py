@@ -1,8 +1,9 @@
 """Serving many users: bendi vs llama.cpp's own `llama-server -np 8`, measured by `bendi bench` in the
 same run, plus second-turn TTFT with a ~1,000-token history and an overload test at 10x capacity.
 
-Usage: python benchmarks/bench_serving.py [--llama-server PATH] [--max-tokens 128] [--threads 2]
-Build the reference first: bash benchmarks/build_llama_server.sh (prints its path)."""
+Usage: python benchmarks/bench_serving.py [--llama-server PATH] [--max-tokens 128] [--threads 2] [--rounds 3]
+Each round measures every level on both servers, the first server alternating between rounds; the
+ratios are per round (same minutes of machine time), then their median. Build the reference first: bash benchmarks/build_llama_server.sh (prints its path)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import httpx
 
@@ -69,10 +72,10 @@ def start_llama_server(binary: str, threads: int) -> tuple[subprocess.Popen[byte
     return proc, url
 
 
-def measure(url: str, level: int, requests: int, max_tokens: int) -> dict[str, float]:
+def measure(url: str, level: int, requests: int, max_tokens: int) -> dict[str, Any]:
     report = asyncio.run(run_level(url, MODEL, level, requests, 64, max_tokens, 600.0, None))
     return {"aggregate": report.aggregate_tok_s, "per_stream": report.per_stream_tok_s,
-            "ttft_p50": report.ttft_p50_s, "ttft_p99": report.ttft_p99_s, "errors": sum(report.errors.values())}  # fmt: skip
+            "ttft_p50": report.ttft_p50_s, "ttft_p99": report.ttft_p99_s, "errors": report.errors}  # fmt: skip
 
 
 def second_turn_ttft(url: str) -> tuple[float, float]:
@@ -127,6 +130,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--levels", default="1,4,8", help="client counts; must include 1 and 8")
     parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the sweep; this machine varies by 10%%")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x.strip()]  # "" : only second turn + overload
     results: dict[str, object] = {}
@@ -134,15 +138,19 @@ def main() -> int:
     # background load during the run hits both sides alike.
     ref_proc, ref_url = start_llama_server(args.llama_server, args.threads)
     proc, url = start_bendi(args.threads)
-    ref: dict[int, dict[str, float]] = {}
-    bendi: dict[int, dict[str, float]] = {}
+    ref: dict[int, list[dict[str, Any]]] = {level: [] for level in levels}
+    bendi: dict[int, list[dict[str, Any]]] = {level: [] for level in levels}
     try:
-        for level in levels:
-            n = args.requests_per_client * level
-            ref[level] = measure(ref_url, level, n, args.max_tokens)
-            bendi[level] = measure(url, level, n, args.max_tokens)
-            print(f"c={level}: llama-server {ref[level]}  bendi {bendi[level]}", file=sys.stderr, flush=True)
-        results["second_turn"] = second_turn_ttft(url)
+        for round_index in range(args.rounds):
+            for level in levels:
+                n = args.requests_per_client * level
+                sides = [(ref, ref_url), (bendi, url)]
+                for side, side_url in sides if round_index % 2 == 0 else sides[::-1]:
+                    side[level].append(measure(side_url, level, n, args.max_tokens))
+                print(f"round {round_index + 1} c={level}: llama-server {ref[level][-1]}  bendi {bendi[level][-1]}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+        turns = second_turn_ttft(url)
+        results["second_turn"] = turns
         print(f"second turn (first, second) TTFT s: {results['second_turn']}", file=sys.stderr, flush=True)
     finally:
         for p in (proc, ref_proc):
@@ -152,16 +160,23 @@ def main() -> int:
     results["overload"] = overload(args.threads)
     print(json.dumps(results), file=sys.stderr, flush=True)
 
-    print(f"{'clients':>8} {'bendi tok/s':>12} {'llama-server':>13} {'ratio':>7}   bendi TTFT p50/p99")
+    def aggregate(side: dict[int, list[dict[str, Any]]], level: int) -> list[float]:
+        return [run["aggregate"] for run in side[level]]
+
+    print(
+        f"{'clients':>8} {'bendi tok/s':>12} {'llama-server':>13} {'ratio':>7}   per-round ratios; bendi TTFT p50/p99"
+    )
     for level in levels:
-        b = bendi[level]
-        r = ref[level]["aggregate"]
-        print(f"{level:>8} {b['aggregate']:>12.1f} {r:>13.1f} {b['aggregate'] / r if ref else float('nan'):>7.2f}"
-              f"   {b['ttft_p50']:.3f}/{b['ttft_p99']:.3f} s  errors {b['errors']}")  # fmt: skip
+        ratios = [b / r for b, r in zip(aggregate(bendi, level), aggregate(ref, level), strict=True)]
+        last = bendi[level][-1]
+        print(f"{level:>8} {median(aggregate(bendi, level)):>12.1f} {median(aggregate(ref, level)):>13.1f} "
+              f"{median(ratios):>7.2f}   {' '.join(f'{x:.2f}' for x in ratios)}; "
+              f"{last['ttft_p50']:.3f}/{last['ttft_p99']:.3f} s  errors {sum(sum(run['errors'].values()) for run in bendi[level])}")  # fmt: skip
     if 1 in bendi and 8 in bendi:
-        scale = bendi[8]["aggregate"] / bendi[1]["aggregate"]
-        print(f"bendi 8-stream aggregate / bendi single stream: {scale:.2f}x   (target >= 1.8x)")
-    first, second = results["second_turn"]  # type: ignore[misc]
+        scales = [e / o for e, o in zip(aggregate(bendi, 8), aggregate(bendi, 1), strict=True)]
+        print(f"bendi 8-stream aggregate / bendi single stream: {median(scales):.2f}x "
+              f"({' '.join(f'{x:.2f}' for x in scales)})   (target >= 1.8x)")  # fmt: skip
+    first, second = turns
     print(
         f"second turn TTFT {second:.3f} s vs first turn {first:.3f} s: {second / first:.1%}   (target <= 25%)"
     )

@@ -135,3 +135,31 @@ def test_a_failure_while_admitting_ends_the_request_with_the_error(
     monkeypatch.undo()
     text, finished = asyncio.run(collect(two_slot_engine, "Hello", max_tokens=4, temperature=0))
     assert finished.usage.completion_tokens > 0  # the engine keeps serving afterwards
+
+
+def test_busy_slots_stay_consecutive_so_a_step_is_one_pass(smollm2_path: Path, collect) -> None:  # type: ignore[no-untyped-def]
+    from bendi.engines.llamacpp.scheduler import consecutive_runs
+
+    engine = LlamaCppEngine("smollm2:135m", smollm2_path, ContextConfig(256, 4, 256, 1))
+    long = SamplingParams(max_tokens=200, temperature=0, ignore_eos=True)
+
+    async def scenario() -> set[int]:
+        a = engine.generate(GenerationRequest(chat(engine, "First."), long))
+        await anext(a)  # slot 0
+        await collect(engine, chat(engine, "Second."), max_tokens=2, temperature=0)  # slot 1, then idle
+        c = engine.generate(GenerationRequest(chat(engine, "Third."), long))
+        await anext(c)  # slots 0 and 2 busy, 1 holds the finished request's cache, 3 is empty
+        d = engine.generate(GenerationRequest(chat(engine, "Fourth."), long))
+        await anext(d)
+        busy = {slot.seq_id for slot in engine._scheduler._slots if slot.owner is not None}
+        for stream in (a, c, d):
+            await stream.aclose()
+        return busy
+
+    try:
+        busy = asyncio.run(scenario())
+    finally:
+        asyncio.run(engine.close())
+    # The empty slot 3 would lose no cache, but a busy slot apart from the others costs every
+    # step another pass over the weights: the newcomer fills the hole at slot 1 instead.
+    assert busy == {0, 1, 2} and consecutive_runs(busy) == 1

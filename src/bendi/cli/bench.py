@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,10 +41,13 @@ class LevelReport:
     wall_s: float = 0.0
 
 
-def make_prompt(prompt_tokens: int, salt: int) -> str:
+def make_prompt(prompt_tokens: int, salt: object) -> str:
     # One FILLER is ~64 tokens for SmolLM2's byte-level tokenizer (fewer for Chinese-aware ones such as
-    # DeepSeek's); the salt up front keeps prompts distinct, so nothing is served from the prefix cache.
-    return f"[{salt}] " + FILLER * max(1, round(prompt_tokens / 64)) + "\nSummarise the rules above in detail."
+    # DeepSeek's); the salt up front keeps prompts distinct, so nothing is served from the prefix cache
+    # (it must differ between runs too: llama-server keeps old prompts' state in RAM and reuses it).
+    return (
+        f"[{salt}] " + FILLER * max(1, round(prompt_tokens / 64)) + "\nSummarise the rules above in detail."
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -95,6 +99,7 @@ async def run_level(url: str, model: str | None, concurrency: int, requests: int
     limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
     results: list[RequestResult] = []
     counter = iter(range(requests))
+    run_id = secrets.token_hex(4)  # this run's prompts are new to the server
     deadline = time.perf_counter() + duration_s
 
     async with httpx.AsyncClient(
@@ -106,7 +111,7 @@ async def run_level(url: str, model: str | None, concurrency: int, requests: int
                 if time.perf_counter() > deadline:
                     return
                 body: dict[str, Any] = {
-                    "messages": [{"role": "user", "content": make_prompt(prompt_tokens, index)}],
+                    "messages": [{"role": "user", "content": make_prompt(prompt_tokens, f"{run_id}-{index}")}],
                     "max_tokens": max_tokens, "temperature": 0.7, "stream": True, "ignore_eos": True,
                     "stream_options": {"include_usage": True},
                 }  # fmt: skip

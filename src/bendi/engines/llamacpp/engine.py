@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
 from bendi.engines.chat_template import CHATML_TEMPLATE, ChatTemplate
+from bendi.engines.llamacpp.mailbox import open_mailbox
 from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
 from bendi.engines.llamacpp.scheduler import Scheduler, SchedulerStats
 from bendi.engines.llamacpp.sequence import Sequence as ActiveSequence
@@ -94,6 +95,7 @@ class LlamaCppEngine:
         wanted = request.params.max_tokens
         max_new = room if wanted is None else max(0, min(wanted, room))
         loop = asyncio.get_running_loop()
+        open_mailbox(loop)
         queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         seq = ActiveSequence(request.request_id, tokens, request.params, max_new, loop, queue)
         if max_new == 0:

@@ -3,18 +3,32 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from bendi.engines.llamacpp import mailbox
 from bendi.engines.llamacpp.model import LlamaModel
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
 
-# Copying another slot's KV costs one buffer copy per stream (all cells); below this many extra
-# reused tokens, recomputing the prompt is as cheap.
-MIN_COPY_TOKENS = 32
+
+def min_copy_tokens(model: LlamaModel) -> int:
+    """Fewest extra reused tokens for which copying another slot's prefix beats recomputing it.
+    One KV pool: a copy only tags cells. One stream per sequence: llama.cpp copies the whole
+    stream: measured on 2 cores, SmolLM2's 47 MB stream copies in ~3 ms and a prompt token takes
+    ~2 ms, so a byte copied costs about 10 FLOPs of prompt processing (2 FLOPs per parameter)."""
+    if model.config.unified_kv:
+        return 1
+    stream_bytes = model.kv_cache_bytes / max(1, model.config.sequences)
+    return max(4, math.ceil(10 * stream_bytes / (2 * max(1, model.parameters))))
+
+
+# llama.cpp puts only consecutive streams into one pass over the weights: a busy slot apart from
+# the others costs each step another pass (4 streams: 29 instead of 20 ms a step), for the whole
+# answer. Overwriting this many cached tokens of another conversation costs about as much.
+GAP_COST_TOKENS = 512
 
 
 @dataclass
@@ -47,6 +61,11 @@ class SchedulerStats:
         return self.prompt_tokens_cached / self.prompt_tokens_total if self.prompt_tokens_total else 0.0
 
 
+def consecutive_runs(slot_ids: set[int]) -> int:
+    """How many runs of consecutive ids (passes over the weights per step) these slots make."""
+    return sum(1 for i in slot_ids if i - 1 not in slot_ids)
+
+
 def common_prefix_length(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     if a[:n] == b[:n]:  # the common case (a conversation's next turn) at C speed
@@ -55,6 +74,31 @@ def common_prefix_length(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def plan_prefill(
+    active: list[Sequence], generating: int, batch_tokens: int, chunk: int
+) -> list[tuple[Sequence, int]]:
+    """Prompt tokens each prefilling sequence adds to the next step, first come first served.
+    While others generate, a step adds at most `chunk` of them, so their stall stays short."""
+    room = batch_tokens - generating
+    budget = min(room, chunk) if generating else room
+    chunks: list[tuple[Sequence, int]] = []
+    for seq in active:
+        if budget <= 0:
+            break
+        if not seq.prefilling:
+            continue
+        rest = len(seq.prompt_tokens) - seq.n_past
+        take = min(rest, budget)
+        # A short tail left for later would cost a whole extra step (another pass over the
+        # weights) for a few tokens: take it now while the batch has room.
+        if rest - take <= chunk // 2 and rest <= room:
+            take = rest
+        chunks.append((seq, take))
+        budget -= take
+        room -= take
+    return chunks
 
 
 def _deliver(items: list[tuple[asyncio.Queue[object], object]]) -> None:
@@ -80,12 +124,14 @@ class Scheduler:
         self._incoming: deque[Sequence] = deque()
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
-        # Events of one step go to the event loop in one wake-up, not one per token.
+        # Events of one step go to the event loop in one wake-up, not one per token, sent just
+        # before the next decode so the loop's work overlaps it instead of delaying it.
         self._outbox: Outbox = []
         self._cv = threading.Condition()
         self._stopping = False
         self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
         self._eog = frozenset(model.end_of_generation_tokens)
+        self._min_copy_tokens = min_copy_tokens(model)
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
         self._thread = threading.Thread(
             target=self._run, name=f"bendi-scheduler-{model.path.name}", daemon=True
@@ -149,7 +195,8 @@ class Scheduler:
                 for slot in self._slots:
                     slot.owner, slot.tokens = None, []
                 self._lib.llama_memory_clear(self._model.memory, True)
-            self._flush()
+            if not self._active:  # otherwise the next step sends them just before its decode
+                self._flush()
         for seq in self._active + list(self._waiting) + list(self._incoming):
             seq.finish("cancelled", "server shutting down")
             self._free_sampler(seq)
@@ -163,9 +210,7 @@ class Scheduler:
             by_loop.setdefault(loop, []).append((queue, event))
         self._outbox.clear()
         for loop, items in by_loop.items():
-            # A closed event loop raises: nobody is listening there any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_deliver, items)
+            mailbox.post(loop, _deliver, items)
 
     def _reap_cancelled(self) -> None:
         for seq in [s for s in self._waiting if s.cancelled]:
@@ -200,10 +245,19 @@ class Scheduler:
         matches = {slot.seq_id: common_prefix_length(slot.tokens, prompt) for slot in self._slots}
         # Overwrite the free slot whose cache loses least: one this prompt extends (the previous
         # turn of this conversation), else an empty one, else the one with the fewest tokens to
-        # lose, oldest first. A longer prefix held elsewhere is copied in below, so the caches of
-        # other conversations survive.
+        # lose, oldest first; and keep the busy slots in one consecutive run. A longer prefix held
+        # elsewhere is copied in below, so the caches of other conversations survive.
+        busy = {slot.seq_id for slot in self._slots if slot.owner is not None}
+        runs_now = consecutive_runs(busy)
         best_free = min(
-            free, key=lambda s: (len(s.tokens) - matches[s.seq_id], -matches[s.seq_id], s.last_used_s)
+            free,
+            key=lambda s: (
+                len(s.tokens)
+                - matches[s.seq_id]
+                + GAP_COST_TOKENS * (consecutive_runs(busy | {s.seq_id}) - runs_now),
+                -matches[s.seq_id],
+                s.last_used_s,
+            ),
         )
         own = min(matches[best_free.seq_id], limit)
         donor, donated = None, own
@@ -215,7 +269,7 @@ class Scheduler:
         mem, lib = self._model.memory, self._lib
         if (
             donor is not None
-            and donated >= own + MIN_COPY_TOKENS
+            and donated >= own + self._min_copy_tokens
             and self._copy_prefix(donor, best_free, donated)
         ):
             best_free.tokens = prompt[:donated]
@@ -271,28 +325,23 @@ class Scheduler:
             batch.seq_id,
             batch.logits,
         )
+        generating = [seq for seq in self._active if seq.next_token is not None]
+        chunks = plan_prefill(self._active, len(generating), self._batch_tokens, self._prefill_chunk)
+        chunk_sizes = {id(seq): count for seq, count in chunks}
         n = 0
         outputs: list[tuple[Sequence, int]] = []
-        prefilled: list[tuple[Sequence, int]] = []  # (sequence, prompt tokens added this step)
-        # In stream order: llama.cpp (one KV stream per sequence) decoded a batch whose tokens came
-        # in another order ~40% slower (8 streams: 47 vs 33 ms a step), and the order drifts as
-        # requests come and go and reuse the slots that hold their prefixes.
-        generating = sorted((s for s in self._active if s.next_token is not None), key=lambda s: s.slot)
-        for seq in generating:
-            token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = seq.next_token, seq.n_past, 1, 1
-            seq_arr[n][0] = seq.slot
-            outputs.append((seq, n))
-            n += 1
-        budget = self._batch_tokens - n
-        if generating:
-            budget = min(budget, self._prefill_chunk)
-        for seq in self._active:
-            if budget <= 0:
-                break
-            if not seq.prefilling:
+        # In stream (slot) order, prompt chunks included: llama.cpp puts the streams of several
+        # sequences into one micro-batch only in increasing, consecutive order, so any other
+        # order splits a step into several passes over the weights (8 streams: 47 vs 33 ms).
+        for seq in sorted(generating + [seq for seq, _ in chunks], key=lambda s: s.slot):
+            if seq.next_token is not None:
+                token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = seq.next_token, seq.n_past, 1, 1
+                seq_arr[n][0] = seq.slot
+                outputs.append((seq, n))
+                n += 1
                 continue
             start = seq.n_past
-            chunk = seq.prompt_tokens[start : start + budget]
+            chunk = seq.prompt_tokens[start : start + chunk_sizes[id(seq)]]
             for offset, token in enumerate(chunk):
                 token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = token, start + offset, 1, 0
                 seq_arr[n][0] = seq.slot
@@ -300,11 +349,11 @@ class Scheduler:
             if start + len(chunk) == len(seq.prompt_tokens):
                 logits_arr[n - 1] = 1
                 outputs.append((seq, n - 1))
-            prefilled.append((seq, len(chunk)))
-            budget -= len(chunk)
         if n == 0:
+            self._flush()
             return
         batch.n_tokens = n
+        self._flush()  # the previous step's events: the event loop handles them during this decode
         rc = self._lib.llama_decode(self._model.ctx, batch)
         if rc == 1:  # no room in the KV cache: drop idle prefix caches and try once more
             for slot in self._slots:
@@ -318,7 +367,7 @@ class Scheduler:
         for seq in generating:
             self._slots[seq.slot].tokens.append(seq.next_token)  # type: ignore[arg-type]
             seq.n_past += 1
-        for seq, count in prefilled:
+        for seq, count in chunks:
             self._slots[seq.slot].tokens.extend(seq.prompt_tokens[seq.n_past : seq.n_past + count])
             seq.n_past += count
             if not seq.prefilling:
