@@ -40,7 +40,9 @@ class Services:
         self._closers.append(pool)
         return pool
 
-    def _advisor_fit_check(self, model: LocalModel, context_tokens: int, loaded: list[EngineInfo]) -> FitVerdict:
+    def _advisor_fit_check(
+        self, model: LocalModel, context_tokens: int, loaded: list[EngineInfo]
+    ) -> FitVerdict:
         """The advisor's verdict for loading `model` next to the loaded ones, from its GGUF header."""
         from bendi.catalog.advisor import check_fit
         from bendi.catalog.estimate import model_facts_from_gguf
@@ -48,11 +50,15 @@ class Services:
         from bendi.store.gguf import read_gguf
 
         info = read_gguf(model.path)
-        facts = model_facts_from_gguf(info.metadata, model.size_bytes, model.name, params=info.parameter_count)
+        facts = model_facts_from_gguf(
+            info.metadata, model.size_bytes, model.name, params=info.parameter_count
+        )
         # Loaded weights are mmapped: the OS counts them as reclaimable cache, so "available" memory
         # overstates what is free by about their size.
         loaded_weights = sum(engine.file_bytes for engine in loaded)
-        return check_fit(facts, context_tokens * self.settings.parallel_sequences, probe(self.paths.home), loaded_weights)
+        return check_fit(
+            facts, context_tokens * self.settings.parallel_sequences, probe(self.paths.home), loaded_weights
+        )
 
     @cached_property
     def store(self) -> Store:

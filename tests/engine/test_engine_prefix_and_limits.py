@@ -163,3 +163,82 @@ def test_busy_slots_stay_consecutive_so_a_step_is_one_pass(smollm2_path: Path, c
     # The empty slot 3 would lose no cache, but a busy slot apart from the others costs every
     # step another pass over the weights: the newcomer fills the hole at slot 1 instead.
     assert busy == {0, 1, 2} and consecutive_runs(busy) == 1
+
+
+def test_a_conversation_whose_slot_was_reused_resumes_from_the_ram_prompt_cache(
+    smollm2_path: Path, collect
+) -> None:  # type: ignore[no-untyped-def]
+    def second_turn_after_two_strangers(cache_mb: int) -> tuple[str, int, int, int]:
+        engine = LlamaCppEngine(
+            "smollm2:135m", smollm2_path, ContextConfig(512, 2, 512, 1, prompt_cache_mb=cache_mb)
+        )
+        try:
+            history = [ChatMessage("system", SYSTEM), ChatMessage("user", "Why ventilate a mine?")]
+            answer, first = asyncio.run(
+                collect(engine, engine.render_chat(history).text, max_tokens=24, temperature=0)
+            )
+
+            async def strangers() -> None:  # both slots busy: the conversation's cells are overwritten
+                def stranger(n: int) -> str:
+                    return engine.render_chat(
+                        [
+                            ChatMessage("system", "You translate into French."),
+                            ChatMessage("user", f"Text {n}."),
+                        ]
+                    ).text
+
+                await asyncio.gather(
+                    *(
+                        collect(engine, stranger(n), max_tokens=8, temperature=0, ignore_eos=True)
+                        for n in range(2)
+                    )
+                )
+
+            asyncio.run(strangers())
+            history += [ChatMessage("assistant", answer), ChatMessage("user", "And the gas?")]
+            text, second = asyncio.run(
+                collect(engine, engine.render_chat(history).text, max_tokens=8, temperature=0)
+            )
+            return (
+                text,
+                first.usage.prompt_tokens,
+                second.usage.cached_prompt_tokens,
+                engine.stats().prompt_cache_restores,
+            )
+        finally:
+            asyncio.run(engine.close())
+
+    text, first_prompt, cached, restores = second_turn_after_two_strangers(64)
+    assert restores == 1 and cached >= first_prompt  # the whole first turn came back from RAM
+    plain_text, _, plain_cached, _ = second_turn_after_two_strangers(0)
+    assert plain_cached < 16  # without it, only the chat template's opening tokens were reused
+    assert text == plain_text  # restored KV gives exactly what recomputing it does
+
+
+def test_the_ram_prompt_cache_stays_within_its_budget() -> None:
+    from bendi.engines.llamacpp.prompt_cache import PromptCache
+
+    class FakeStates:  # a sequence's state: 1,000 bytes per token
+        def __init__(self) -> None:
+            self.tokens = {0: 0}
+
+        def llama_state_seq_get_size(self, ctx: object, seq: int) -> int:
+            return 1000 * self.tokens[seq]
+
+        def llama_state_seq_get_data(self, ctx: object, buffer: object, size: int, seq: int) -> int:
+            return size
+
+    lib = FakeStates()
+    cache = PromptCache(lib, None, capacity_bytes=250_000)
+    for start in range(0, 500, 100):  # five unrelated 100-token prefixes
+        lib.tokens[0] = 100
+        cache.save(0, list(range(start, start + 100)))
+    assert len(cache) == 2 and cache.used_bytes == 200_000  # the oldest went first
+    assert cache.longest_match(list(range(400, 450)))[1] == 50
+    assert cache.longest_match(list(range(0, 50)))[1] == 0
+    lib.tokens[0] = 150
+    cache.save(0, list(range(400, 550)))  # extends a saved prefix: replaces it
+    assert len(cache) == 2 and cache.used_bytes == 250_000
+    lib.tokens[0] = 300
+    cache.save(0, list(range(1000, 1300)))  # larger than the whole budget: not kept
+    assert cache.longest_match(list(range(1000, 1010)))[1] == 0

@@ -99,6 +99,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         sequences=settings.parallel_sequences,
         batch_tokens=settings.batch_tokens,
         prefill_chunk_tokens=settings.prefill_chunk_tokens,
+        prompt_cache_mb=settings.prompt_cache_mb,
         threads=settings.threads,
         gpu_layers=settings.gpu_layers if settings.gpu_layers >= 0 else 0,
     )

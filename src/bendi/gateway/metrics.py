@@ -121,6 +121,9 @@ class Metrics:
             ("bendi_prompt_tokens_cached_total", "Prompt tokens reused from the prefix cache.", lambda s: s.prompt_tokens_cached),
             ("bendi_prefix_cache_hit_ratio", "Share of prompt tokens served from the prefix cache.",
              lambda s: round(s.prefix_cache_hit_ratio, 6)),
+            ("bendi_prompt_cache_bytes", "RAM holding prefixes evicted from slots.", lambda s: s.prompt_cache_bytes),
+            ("bendi_prompt_cache_restores_total", "Prefixes restored from RAM into a slot.",
+             lambda s: s.prompt_cache_restores),
         )  # fmt: skip
         for name, text, value in gauges:
             header(name, "gauge", text)

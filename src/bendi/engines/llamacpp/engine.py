@@ -37,6 +37,7 @@ class LlamaCppEngine:
             sequences=config.sequences,
             batch_tokens=config.batch_tokens,
             prefill_chunk_tokens=config.prefill_chunk_tokens,
+            prompt_cache_mb=config.prompt_cache_mb,
         )
         self._embedder: LlamaModel | None = None
         self._embed_lock = asyncio.Lock()

@@ -55,6 +55,8 @@ class ContextConfig:
     unified_kv: bool = False
     # Prompt tokens one step may add while other streams are generating: bounds their stall.
     prefill_chunk_tokens: int = 64
+    # RAM for the KV of prefixes evicted from slots (restored for a later prompt that shares them).
+    prompt_cache_mb: int = 0
 
 
 class LlamaModel:

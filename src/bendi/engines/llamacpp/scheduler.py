@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bendi.engines.llamacpp import mailbox
 from bendi.engines.llamacpp.model import LlamaModel
+from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
 
 
@@ -29,6 +30,9 @@ def min_copy_tokens(model: LlamaModel) -> int:
 # the others costs each step another pass (4 streams: 29 instead of 20 ms a step), for the whole
 # answer. Overwriting this many cached tokens of another conversation costs about as much.
 GAP_COST_TOKENS = 512
+# A slot about to be overwritten is saved to the RAM prompt cache only when it holds this many
+# tokens the new request will not reuse: shorter ones are cheaper to recompute than to keep.
+SAVE_MIN_TOKENS = 64
 
 
 @dataclass
@@ -51,6 +55,9 @@ class SchedulerStats:
     generated_tokens_total: int
     decode_steps: int
     slots: int = 0
+    prompt_cache_entries: int = 0  # prefixes saved in RAM
+    prompt_cache_bytes: int = 0
+    prompt_cache_restores: int = 0
 
     @property
     def prompt_tokens_processed(self) -> int:
@@ -64,16 +71,6 @@ class SchedulerStats:
 def consecutive_runs(slot_ids: set[int]) -> int:
     """How many runs of consecutive ids (passes over the weights per step) these slots make."""
     return sum(1 for i in slot_ids if i - 1 not in slot_ids)
-
-
-def common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    if a[:n] == b[:n]:  # the common case (a conversation's next turn) at C speed
-        return n
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def plan_prefill(
@@ -112,7 +109,13 @@ class Scheduler:
     prompt never stalls the streams already running."""
 
     def __init__(
-        self, model: LlamaModel, *, sequences: int, batch_tokens: int, prefill_chunk_tokens: int = 256
+        self,
+        model: LlamaModel,
+        *,
+        sequences: int,
+        batch_tokens: int,
+        prefill_chunk_tokens: int = 256,
+        prompt_cache_mb: int = 0,
     ) -> None:
         import llama_cpp
 
@@ -132,6 +135,9 @@ class Scheduler:
         self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
         self._eog = frozenset(model.end_of_generation_tokens)
         self._min_copy_tokens = min_copy_tokens(model)
+        self._prompt_cache = (
+            PromptCache(llama_cpp, model.ctx, prompt_cache_mb << 20) if prompt_cache_mb > 0 else None
+        )
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
         self._thread = threading.Thread(
             target=self._run, name=f"bendi-scheduler-{model.path.name}", daemon=True
@@ -161,6 +167,9 @@ class Scheduler:
             generated_tokens_total=self._generated,
             decode_steps=self._steps,
             slots=len(self._slots),
+            prompt_cache_entries=len(self._prompt_cache) if self._prompt_cache else 0,
+            prompt_cache_bytes=self._prompt_cache.used_bytes if self._prompt_cache else 0,
+            prompt_cache_restores=self._prompt_cache.restored if self._prompt_cache else 0,
         )
 
     def shutdown(self) -> None:
@@ -266,20 +275,8 @@ class Scheduler:
             shared = min(matches[slot.seq_id], limit)
             if slot is not best_free and shared > donated:
                 donor, donated = slot, shared
-        mem, lib = self._model.memory, self._lib
-        if (
-            donor is not None
-            and donated >= own + self._min_copy_tokens
-            and self._copy_prefix(donor, best_free, donated)
-        ):
-            best_free.tokens = prompt[:donated]
-            reused = donated
-        elif lib.llama_memory_seq_rm(mem, best_free.seq_id, own, -1):
-            del best_free.tokens[own:]
-            reused = own
-        else:  # this cache type cannot drop a tail (e.g. recurrent state): start the slot afresh
-            lib.llama_memory_seq_rm(mem, best_free.seq_id, -1, -1)
-            best_free.tokens, reused = [], 0
+        reused = self._fill_prefix(best_free, prompt, own, donor, donated, limit)
+        lib = self._lib
         best_free.owner = seq
         seq.slot = best_free.seq_id
         seq.n_past = seq.cached_tokens = reused
@@ -288,6 +285,49 @@ class Scheduler:
         self._prompt_total += len(prompt)
         self._prompt_cached += reused
         self._active.append(seq)
+
+    def _fill_prefix(
+        self, slot: Slot, prompt: list[int], own: int, donor: Slot | None, donated: int, limit: int
+    ) -> int:
+        """Give `slot` the longest reusable prefix of `prompt`: its own cells, a copy of another
+        slot's, or a prefix saved in RAM; returns how many prompt tokens need no computing."""
+        mem, lib, cache = self._model.memory, self._lib, self._prompt_cache
+        if cache is not None and len(slot.tokens) - own >= SAVE_MIN_TOKENS:
+            cache.save(slot.seq_id, slot.tokens)  # about to be overwritten: the owner may come back
+        saved, from_ram = cache.longest_match(prompt) if cache is not None else (None, 0)
+        from_ram = min(from_ram, limit)
+        if (
+            saved is not None
+            and from_ram >= max(own, donated) + self._min_copy_tokens
+            and self._restore(saved, slot, from_ram)
+        ):
+            return from_ram
+        if (
+            donor is not None
+            and donated >= own + self._min_copy_tokens
+            and self._copy_prefix(donor, slot, donated)
+        ):
+            slot.tokens = prompt[:donated]
+            return donated
+        if lib.llama_memory_seq_rm(mem, slot.seq_id, own, -1):
+            del slot.tokens[own:]
+            return own
+        lib.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)  # cannot drop a tail (recurrent state)
+        slot.tokens = []
+        return 0
+
+    def _restore(self, saved: SavedPrefix, slot: Slot, length: int) -> bool:
+        mem, lib = self._model.memory, self._lib
+        lib.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
+        slot.tokens = []
+        assert self._prompt_cache is not None
+        if self._prompt_cache.restore(saved, slot.seq_id) and lib.llama_memory_seq_rm(
+            mem, slot.seq_id, length, -1
+        ):
+            slot.tokens = list(saved.tokens[:length])
+            return True
+        lib.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
+        return False
 
     def _copy_prefix(self, donor: Slot, target: Slot, length: int) -> bool:
         """Give `target` the donor's first `length` tokens of KV; False if this memory cannot."""
