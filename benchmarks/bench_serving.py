@@ -78,9 +78,9 @@ def measure(url: str, level: int, requests: int, max_tokens: int) -> dict[str, A
             "ttft_p50": report.ttft_p50_s, "ttft_p99": report.ttft_p99_s, "errors": report.errors}  # fmt: skip
 
 
-def second_turn_ttft(url: str) -> tuple[float, float]:
+def second_turn_ttft(url: str, others_between: int = 0) -> tuple[float, float]:
     """TTFT of a first turn with a ~1,000-token history vs the next turn of the same conversation."""
-    report = asyncio.run(second_turn(url, MODEL, 1000, None))
+    report = asyncio.run(second_turn(url, MODEL, 1000, None, others_between))
     return report.first_turn_ttft_s, report.second_turn_ttft_s
 
 
@@ -152,11 +152,20 @@ def main() -> int:
         turns = second_turn_ttft(url)
         results["second_turn"] = turns
         print(f"second turn (first, second) TTFT s: {results['second_turn']}", file=sys.stderr, flush=True)
+        # The conversation's slot is taken by 8 others between its turns (a busy team server).
+        after_others = {"bendi": second_turn_ttft(url, 8), "llama_server": second_turn_ttft(ref_url, 8)}
+        results["second_turn_after_8_others"] = after_others
     finally:
         for p in (proc, ref_proc):
             p.terminate()
             p.wait(timeout=30)
     results["bendi"], results["llama_server"] = bendi, ref
+    no_cache_proc, no_cache_url = start_bendi(args.threads, {"BENDI_PROMPT_CACHE_MB": "0"})
+    try:
+        after_others["bendi_without_ram_cache"] = second_turn_ttft(no_cache_url, 8)
+    finally:
+        no_cache_proc.terminate()
+        no_cache_proc.wait(timeout=30)
     results["overload"] = overload(args.threads)
     print(json.dumps(results), file=sys.stderr, flush=True)
 
@@ -180,6 +189,10 @@ def main() -> int:
     print(
         f"second turn TTFT {second:.3f} s vs first turn {first:.3f} s: {second / first:.1%}   (target <= 25%)"
     )
+    for server, (first_s, second_s) in after_others.items():
+        print(
+            f"second turn after 8 other conversations, {server}: {second_s:.3f} s vs {first_s:.3f} s ({second_s / first_s:.1%})"
+        )
     print(f"overload at 10x capacity: {json.dumps(results['overload'])}")
     return 0
 

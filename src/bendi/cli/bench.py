@@ -144,6 +144,7 @@ class SecondTurnReport:
     first_turn_ttft_s: float
     second_turn_ttft_s: float
     ratio: float
+    others_between: int = 0  # other conversations served between the two turns
 
 
 async def _stream_ttft(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, str]:
@@ -163,10 +164,12 @@ async def _stream_ttft(client: httpx.AsyncClient, url: str, body: dict[str, Any]
 
 
 async def second_turn(
-    url: str, model: str | None, history_tokens: int, api_key: str | None
+    url: str, model: str | None, history_tokens: int, api_key: str | None, others_between: int = 0
 ) -> SecondTurnReport:
     """TTFT of a first turn carrying a long history vs the next turn of the same conversation: the
-    second should reuse the cached prefix instead of recomputing it."""
+    second should reuse the cached prefix instead of recomputing it. `others_between` unrelated
+    conversations run at once between the turns (as many as the server's slots: the
+    conversation's own slot is reused meanwhile, as on a busy team server)."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     messages: list[dict[str, str]] = [
         {"role": "system", "content": make_prompt(history_tokens, int(time.time()))},
@@ -180,10 +183,12 @@ async def second_turn(
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), headers=headers, trust_env=False) as client:
         first_s, answer = await _stream_ttft(client, endpoint, body())
+        if others_between:
+            await run_level(url, model, others_between, others_between, 64, 16, 600.0, api_key)
         messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "And the second?"}]
         second_s, _ = await _stream_ttft(client, endpoint, body())
     return SecondTurnReport(
-        history_tokens, round(first_s, 4), round(second_s, 4), round(second_s / first_s, 4)
+        history_tokens, round(first_s, 4), round(second_s, 4), round(second_s / first_s, 4), others_between
     )
 
 
@@ -208,6 +213,10 @@ def register(subparsers: Any) -> None:
         help="instead of the sweep: TTFT of a conversation's first turn (long history) vs its second",
     )
     parser.add_argument("--history-tokens", type=int, default=1000, help="history length for --second-turn")
+    parser.add_argument(
+        "--others-between", type=int, default=0,
+        help="for --second-turn: unrelated conversations run at once between the turns (e.g. the slot count)",
+    )  # fmt: skip
     parser.add_argument("--api-key")
     parser.add_argument("--json", action="store_true", help="print the reports as JSON")
     parser.set_defaults(func=handle)
@@ -215,12 +224,15 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     if args.second_turn:
-        turn = asyncio.run(second_turn(args.url, args.model, args.history_tokens, args.api_key))
+        turn = asyncio.run(
+            second_turn(args.url, args.model, args.history_tokens, args.api_key, args.others_between)
+        )
         if args.json:
             print(json.dumps(asdict(turn)))
         else:
             print(f"history ~{turn.history_tokens} tokens: first turn TTFT {turn.first_turn_ttft_s:.3f}s, "
-                  f"second turn {turn.second_turn_ttft_s:.3f}s ({turn.ratio:.0%} of the first)")  # fmt: skip
+                  f"second turn {turn.second_turn_ttft_s:.3f}s ({turn.ratio:.0%} of the first)"
+                  + (f", {turn.others_between} other conversations in between" if turn.others_between else ""))  # fmt: skip
         return 0
     levels = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
     reports = []

@@ -91,6 +91,8 @@ def memory_fit_check(
 
 
 def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
+    import psutil
+
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
 
@@ -99,7 +101,8 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         sequences=settings.parallel_sequences,
         batch_tokens=settings.batch_tokens,
         prefill_chunk_tokens=settings.prefill_chunk_tokens,
-        prompt_cache_mb=settings.prompt_cache_mb,
+        # Never more than a quarter of the memory free at load time: it is a cache, not a need.
+        prompt_cache_mb=min(settings.prompt_cache_mb, int(psutil.virtual_memory().available / 4 / 2**20)),
         threads=settings.threads,
         gpu_layers=settings.gpu_layers if settings.gpu_layers >= 0 else 0,
     )
