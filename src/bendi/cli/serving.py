@@ -64,6 +64,7 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
 
     from bendi.core.logs import configure_logging
     from bendi.gateway.app import create_app
+    from bendi.gateway.nodelay import NoDelayH11Protocol
     from bendi.gateway.shutdown import DrainingServer
     from bendi.services import build_services
 
@@ -79,6 +80,7 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         access_log=False,
+        http=NoDelayH11Protocol,
     )
     server = DrainingServer(config, app, settings.shutdown_grace_s)
     server.run()
