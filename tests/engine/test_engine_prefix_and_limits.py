@@ -165,6 +165,17 @@ def test_busy_slots_stay_consecutive_so_a_step_is_one_pass(smollm2_path: Path, c
     assert busy == {0, 1, 2} and consecutive_runs(busy) == 1
 
 
+def assert_slots_hold_what_they_claim(engine: LlamaCppEngine) -> None:
+    """Each slot's token list is exactly its KV cells: positions 0..n-1 and nothing else."""
+    import llama_cpp
+
+    memory = engine._model.memory
+    for slot in engine._scheduler._slots:
+        lowest = llama_cpp.llama_memory_seq_pos_min(memory, slot.seq_id)
+        highest = llama_cpp.llama_memory_seq_pos_max(memory, slot.seq_id)
+        assert (lowest, highest) == ((0, len(slot.tokens) - 1) if slot.tokens else (-1, -1))
+
+
 def test_a_conversation_whose_slot_was_reused_resumes_from_the_ram_prompt_cache(
     smollm2_path: Path, collect
 ) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +210,7 @@ def test_a_conversation_whose_slot_was_reused_resumes_from_the_ram_prompt_cache(
             text, second = asyncio.run(
                 collect(engine, engine.render_chat(history).text, max_tokens=8, temperature=0)
             )
+            assert_slots_hold_what_they_claim(engine)
             return (
                 text,
                 first.usage.prompt_tokens,
@@ -213,6 +225,16 @@ def test_a_conversation_whose_slot_was_reused_resumes_from_the_ram_prompt_cache(
     plain_text, _, plain_cached, _ = second_turn_after_two_strangers(0)
     assert plain_cached < 16  # without it, only the chat template's opening tokens were reused
     assert text == plain_text  # restored KV gives exactly what recomputing it does
+
+    from bendi.engines.llamacpp.prompt_cache import PromptCache
+
+    refused = pytest.MonkeyPatch()
+    refused.setattr(PromptCache, "restore", lambda self, saved, seq_id: False)  # llama.cpp says no
+    try:
+        failed_text, _, failed_cached, _ = second_turn_after_two_strangers(64)
+    finally:
+        refused.undo()
+    assert failed_cached < 16 and failed_text == plain_text  # recomputed, not read from empty cells
 
 
 def test_the_ram_prompt_cache_stays_within_its_budget() -> None:

@@ -309,6 +309,7 @@ class Scheduler:
         ):
             slot.tokens = prompt[:donated]
             return donated
+        own = min(own, len(slot.tokens))  # a failed restore or copy above emptied the slot
         if lib.llama_memory_seq_rm(mem, slot.seq_id, own, -1):
             del slot.tokens[own:]
             return own
