@@ -39,7 +39,11 @@ class Mailbox:
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
         self._pending: deque[tuple[Callable[[Any], None], Any]] = deque()
-        loop.add_reader(self._read_fd, self._drain)
+        try:
+            loop.add_reader(self._read_fd, self._drain)
+        except BaseException:
+            _close_fds(self._read_fd, self._write_fd)
+            raise
         weakref.finalize(loop, _close_fds, self._read_fd, self._write_fd)
 
     def post(self, callback: Callable[[Any], None], argument: Any) -> None:
@@ -69,8 +73,10 @@ def open_mailbox(loop: asyncio.AbstractEventLoop) -> None:
     a pipe (Windows' proactor) keep using call_soon_threadsafe."""
     if loop in _MAILBOXES or _write_keeping_gil is None:
         return
-    with contextlib.suppress(NotImplementedError):
+    try:
         _MAILBOXES[loop] = Mailbox(loop)
+    except NotImplementedError:  # the loop has no add_reader: post() falls back for it
+        return
 
 
 def post(loop: asyncio.AbstractEventLoop, callback: Callable[[Any], None], argument: Any) -> None:

@@ -63,7 +63,7 @@ class PromptCache:
         # A saved prefix of this one is redundant: this entry serves every prompt it served.
         for other in [k for k in self._entries if len(k) <= len(key) and key[: len(k)] == k]:
             self._drop(other)
-        self._entries[key] = SavedPrefix(key, bytes(buffer)[:written])
+        self._entries[key] = SavedPrefix(key, ctypes.string_at(buffer, written))
         self.used_bytes += written
         self.saved += 1
         while self.used_bytes > self.capacity_bytes and self._entries:
@@ -80,7 +80,8 @@ class PromptCache:
 
     def restore(self, entry: SavedPrefix, seq_id: int) -> bool:
         """Load `entry` into the (empty) sequence `seq_id`; False if llama.cpp refused it."""
-        buffer = (ctypes.c_uint8 * len(entry.state)).from_buffer_copy(entry.state)
+        # llama.cpp only reads it: point at the bytes themselves rather than copying them.
+        buffer = ctypes.cast(ctypes.c_char_p(entry.state), ctypes.POINTER(ctypes.c_uint8))
         if not self._lib.llama_state_seq_set_data(self._ctx, buffer, len(entry.state), seq_id):
             return False
         self._entries.move_to_end(entry.tokens)

@@ -276,12 +276,11 @@ class Scheduler:
             if slot is not best_free and shared > donated:
                 donor, donated = slot, shared
         reused = self._fill_prefix(best_free, prompt, own, donor, donated, limit)
-        lib = self._lib
         best_free.owner = seq
         seq.slot = best_free.seq_id
         seq.n_past = seq.cached_tokens = reused
         banned = self._model.end_of_generation_tokens if seq.params.ignore_eos else ()
-        seq.sampler = build_sampler(lib, seq.params, self._model.n_vocab, banned)
+        seq.sampler = build_sampler(self._lib, seq.params, self._model.n_vocab, banned)
         self._prompt_total += len(prompt)
         self._prompt_cached += reused
         self._active.append(seq)
@@ -297,9 +296,10 @@ class Scheduler:
         saved, from_ram = cache.longest_match(prompt) if cache is not None else (None, 0)
         from_ram = min(from_ram, limit)
         if (
-            saved is not None
+            cache is not None
+            and saved is not None
             and from_ram >= max(own, donated) + self._min_copy_tokens
-            and self._restore(saved, slot, from_ram)
+            and self._restore(cache, saved, slot, from_ram)
         ):
             return from_ram
         if (
@@ -317,14 +317,11 @@ class Scheduler:
         slot.tokens = []
         return 0
 
-    def _restore(self, saved: SavedPrefix, slot: Slot, length: int) -> bool:
+    def _restore(self, cache: PromptCache, saved: SavedPrefix, slot: Slot, length: int) -> bool:
         mem, lib = self._model.memory, self._lib
         lib.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
         slot.tokens = []
-        assert self._prompt_cache is not None
-        if self._prompt_cache.restore(saved, slot.seq_id) and lib.llama_memory_seq_rm(
-            mem, slot.seq_id, length, -1
-        ):
+        if cache.restore(saved, slot.seq_id) and lib.llama_memory_seq_rm(mem, slot.seq_id, length, -1):
             slot.tokens = list(saved.tokens[:length])
             return True
         lib.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
