@@ -2,15 +2,23 @@
 # Build llama.cpp's own C++ `llama-server` (the reference for benchmarks/bench_serving.py) from the
 # llama.cpp sources vendored in the installed llama-cpp-python's sdist. Built OUTSIDE the repo;
 # nothing here is committed but this script. Usage: bash benchmarks/build_llama_server.sh [DIR]
+# With WITH_BENDI_PATCHES=1 it applies patches/llama-cpp-python/ first: the same kernels as bendi's
+# build, to see what the scheduler alone is worth.
 set -euo pipefail
 DIR=${1:-/tmp/llama-server-build}
-PY=${PYTHON:-$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python}
-VERSION=$("$PY" -c "import llama_cpp; print(llama_cpp.__version__)")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+VERSION=$("$PY" -c "import llama_cpp; print(llama_cpp.__version__.split('+')[0])")  # bendi's builds add +bendi.KEY
 mkdir -p "$DIR"
 cd "$DIR"
 if [ ! -f "llama-server" ]; then
   "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d sdist >/dev/null
   tar xzf sdist/llama_cpp_python-"$VERSION".tar.gz
+  if [ "${WITH_BENDI_PATCHES:-0}" = 1 ]; then
+    for patch_file in "$ROOT"/patches/llama-cpp-python/*.patch; do
+      patch -s -p1 -d "llama_cpp_python-$VERSION" <"$patch_file"
+    done
+  fi
   SRC="$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"
   # Same portable CPU flags as bendi's own llama.cpp build, so the comparison is like for like.
   cmake -S "$SRC" -B build -DGGML_NATIVE=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF \

@@ -19,6 +19,7 @@ def register(subparsers: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from bendi.catalog.advisor import problems, rank_variants
     from bendi.core.settings import load_settings
+    from bendi.engines.llamacpp.build_info import llama_build
     from bendi.hardware.probe import probe
 
     home = load_settings().home
@@ -26,11 +27,13 @@ def handle(args: argparse.Namespace) -> int:
     fitting, _ = rank_variants(profile)
     best = fitting[:TOP_MODELS]
     issues = problems(profile)
+    build = llama_build()
     if args.json:
         print(
             json.dumps(
                 {
                     "hardware": profile.to_dict(),
+                    "llama_cpp": {"version": build.version, "paired_q4_1_dot": build.paired_q4_1_dot},
                     "recommended": [p.to_json() for p in best],
                     "problems": issues,
                 },
@@ -39,11 +42,11 @@ def handle(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    _print(profile, best, issues)
+    _print(profile, best, issues, build.describe)
     return 0
 
 
-def _print(profile: Any, best: list[Any], issues: list[str]) -> None:
+def _print(profile: Any, best: list[Any], issues: list[str], llama_cpp: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -71,6 +74,7 @@ def _print(profile: Any, best: list[Any], issues: list[str]) -> None:
         )
     if not profile.gpus:
         table.add_row("GPU", "none")
+    table.add_row("llama.cpp", llama_cpp)
     console.print(table)
     models = Table(title="Runs well here 推荐模型", title_justify="left")
     for column in ("model", "memory", "decode tok/s", "placement"):

@@ -1,0 +1,128 @@
+"""bendi's llama.cpp build (patches/llama-cpp-python, scripts/install_llama_cpp.sh): the paired Q4_1
+kernel is installed, and it changes speed only, never a single bit of the results."""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import struct
+from pathlib import Path
+
+import pytest
+
+from bendi.engines.llamacpp.build_info import (
+    GGML_TYPE_Q4_1,
+    GGML_TYPE_Q8_1,
+    cpu_type_traits,
+    ggml_cpu_library,
+    llama_build,
+)
+from bendi.hardware.probe import probe
+
+
+def _has_avx2() -> bool:
+    return "avx2" in {flag.lower() for flag in probe().cpu.flags}
+
+
+def test_installed_build_pairs_q4_1_dot_products() -> None:
+    if not _has_avx2():
+        pytest.skip("the paired kernel is for x86 CPUs with AVX2")
+    build = llama_build()
+    assert build.paired_q4_1_dot is True, (
+        f"llama-cpp-python {build.version} is a stock build; install bendi's with "
+        "`bash scripts/install_llama_cpp.sh` (scripts/test does)"
+    )
+    assert "+bendi." in build.version
+    assert "paired" in build.describe
+
+
+def _quantize(library: ctypes.CDLL, values: list[float], type_id: int, rows: int, n: int) -> ctypes.Array:
+    base = ctypes.CDLL(str(Path(library._name).with_name("libggml-base.so")))
+    base.ggml_row_size.restype = ctypes.c_size_t
+    base.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    row = base.ggml_row_size(type_id, n)
+    out = ctypes.create_string_buffer(rows * row)
+    source = (ctypes.c_float * len(values))(*values)
+    if type_id == GGML_TYPE_Q8_1:  # activations: quantized as ggml's matmul does, row by row
+        from_float = cpu_type_traits(GGML_TYPE_Q8_1).from_float
+        for r in range(rows):
+            from_float(ctypes.cast(ctypes.addressof(source) + 4 * n * r, ctypes.POINTER(ctypes.c_float)),
+                       ctypes.addressof(out) + r * row, n)  # fmt: skip
+    else:
+        base.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                             ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]  # fmt: skip
+        base.ggml_quantize_chunk(type_id, source, out, 0, rows, n, None)
+    return out
+
+
+def test_paired_q4_1_dot_is_bit_identical_to_single_dots() -> None:
+    library = ggml_cpu_library()
+    traits = cpu_type_traits(GGML_TYPE_Q4_1)
+    if library is None or traits is None or traits.nrows != 2:
+        pytest.skip("this llama.cpp build has no paired Q4_1 kernel")
+    rng = random.Random(7)
+    for n in (32, 576, 1536):  # one block; SmolLM2's hidden and FFN widths
+        for _ in range(40):
+            weights = [rng.gauss(rng.uniform(-1, 1), rng.uniform(0.01, 3)) for _ in range(2 * n)]
+            activations = [rng.gauss(0, rng.uniform(0.1, 10)) for _ in range(2 * n)]
+            w = _quantize(library, weights, GGML_TYPE_Q4_1, 2, n)
+            a = _quantize(library, activations, GGML_TYPE_Q8_1, 2, n)
+            w_row, a_row = len(w) // 2, len(a) // 2
+            singles = []
+            for col in range(2):
+                for row in range(2):
+                    out = ctypes.c_float()
+                    traits.vec_dot(n, ctypes.byref(out), 0, ctypes.addressof(w) + row * w_row, 0,
+                                   ctypes.addressof(a) + col * a_row, 0, 1)  # fmt: skip
+                    singles.append(out.value)
+            paired = (ctypes.c_float * 32)()
+            traits.vec_dot(n, paired, 16, ctypes.addressof(w), w_row, ctypes.addressof(a), a_row, 2)
+            got = [paired[0], paired[1], paired[16], paired[17]]  # (r0,c0) (r1,c0) (r0,c1) (r1,c1)
+            assert [struct.pack("f", v) for v in got] == [struct.pack("f", v) for v in singles], (
+                n,
+                got,
+                singles,
+            )
+
+
+def test_batched_logits_are_bit_identical_to_each_sequence_alone(smollm2_path: Path) -> None:
+    """Batches of 1-9 sequences (odd sizes take the one-pair kernel for the odd column), prompts of
+    odd and even lengths: every sequence's logits equal, bit for bit, those it gets decoded alone."""
+    import llama_cpp
+
+    from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
+
+    model = LlamaModel(smollm2_path, ContextConfig(256, 9, 512, 2))
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+
+    def decode(spec: list[tuple[int, list[int], int]]) -> list[bytes]:
+        n, rows = 0, []
+        for seq, tokens, start in spec:
+            for j, token in enumerate(tokens):
+                batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, start + j, 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = j == len(tokens) - 1
+                n += 1
+            rows.append(n - 1)
+        batch.n_tokens = n
+        assert llama_cpp.llama_decode(model.ctx, batch) == 0
+        return [
+            ctypes.string_at(llama_cpp.llama_get_logits_ith(model.ctx, i), 4 * model.n_vocab) for i in rows
+        ]
+
+    prompts = [[1 + (7 * s + 3 * j) % 4000 for j in range(13 + 5 * s)] for s in range(9)]
+    try:
+        for k in (1, 2, 3, 7, 8, 9):
+            llama_cpp.llama_memory_clear(model.memory, True)
+            alone = []
+            for s in range(k):
+                alone.append(decode([(s, prompts[s], 0)])[0])
+                alone.append(decode([(s, [42 + s], len(prompts[s]))])[0])
+            llama_cpp.llama_memory_clear(model.memory, True)
+            first = decode([(s, prompts[s], 0) for s in range(k)])
+            second = decode([(s, [42 + s], len(prompts[s])) for s in range(k)])
+            together = [row for pair in zip(first, second, strict=True) for row in pair]
+            assert together == alone, f"{k} sequences: logits differ from each sequence decoded alone"
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        model.close()
