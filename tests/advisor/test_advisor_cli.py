@@ -18,13 +18,17 @@ def test_doctor_json(capsys: pytest.CaptureFixture[str], bendi_home: object) -> 
     code, out = run(capsys, "doctor", "--json")
     data = json.loads(out)
     assert code == 0
-    assert {"hardware", "recommended", "problems"} <= set(data)
+    assert {"hardware", "recommended", "problems", "llama_cpp"} <= set(data)
     assert data["hardware"]["ram_total_bytes"] > 0 and isinstance(data["problems"], list)
+    assert data["llama_cpp"]["version"].startswith("0.") and data["llama_cpp"]["paired_q4_1_dot"] in (
+        True,
+        False,
+    )
 
 
 def test_doctor_tables(capsys: pytest.CaptureFixture[str], bendi_home: object) -> None:
     code, out = run(capsys, "doctor")
-    assert code == 0 and "RAM" in out and "GB" in out
+    assert code == 0 and "RAM" in out and "GB" in out and "llama.cpp" in out
 
 
 def test_plan_one_model_for_a_described_machine(capsys: pytest.CaptureFixture[str]) -> None:

@@ -59,15 +59,15 @@ def lib_dir() -> Path:
 
 
 def ggml_cpu_library() -> ctypes.CDLL | None:
-    path = lib_dir() / "libggml-cpu.so"
-    if not path.exists():  # a build that links the CPU backend into libggml itself
-        path = lib_dir() / "libggml.so"
     try:
+        path = lib_dir() / "libggml-cpu.so"
+        if not path.exists():  # a build that links the CPU backend into libggml itself
+            path = lib_dir() / "libggml.so"
         library = ctypes.CDLL(str(path))
         library.ggml_get_type_traits_cpu.restype = ctypes.POINTER(CpuTypeTraits)
         library.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
         library.ggml_cpu_init()
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):  # no llama-cpp-python, or a layout we do not know
         return None
     return library
 
