@@ -2,7 +2,7 @@
 # Install llama-cpp-python built from source with bendi's patches to its vendored llama.cpp
 # (patches/llama-cpp-python/*.patch: faster CPU kernels, bit-identical results).
 # The wheel is kept in ~/.cache/bendi/wheels under a key of the version, the patches and CMAKE_ARGS,
-# so a second install takes seconds; the first builds llama.cpp (~7 minutes on 2 cores).
+# so a second install takes seconds; the first builds llama.cpp (4-7 minutes on 2 cores).
 # Usage: bash scripts/install_llama_cpp.sh [PYTHON]      (default: .venv/bin/python)
 # CMAKE_ARGS passes through to llama.cpp's build (default -DGGML_NATIVE=OFF: portable x86-64 with
 # AVX2; -march=native builds crash on some virtual machines). For NVIDIA GPUs: -DGGML_CUDA=on.
