@@ -14,7 +14,7 @@ from bendi.engines.llamacpp.build_info import (
     GGML_TYPE_Q4_1,
     GGML_TYPE_Q8_1,
     cpu_type_traits,
-    ggml_cpu_library,
+    lib_dir,
     llama_build,
 )
 from bendi.hardware.probe import probe
@@ -36,8 +36,8 @@ def test_installed_build_pairs_q4_1_dot_products() -> None:
     assert "paired" in build.describe
 
 
-def _quantize(library: ctypes.CDLL, values: list[float], type_id: int, rows: int, n: int) -> ctypes.Array:
-    base = ctypes.CDLL(str(Path(library._name).with_name("libggml-base.so")))
+def _quantize(values: list[float], type_id: int, rows: int, n: int) -> ctypes.Array:
+    base = ctypes.CDLL(str(lib_dir() / "libggml-base.so"))
     base.ggml_row_size.restype = ctypes.c_size_t
     base.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
     row = base.ggml_row_size(type_id, n)
@@ -56,17 +56,16 @@ def _quantize(library: ctypes.CDLL, values: list[float], type_id: int, rows: int
 
 
 def test_paired_q4_1_dot_is_bit_identical_to_single_dots() -> None:
-    library = ggml_cpu_library()
     traits = cpu_type_traits(GGML_TYPE_Q4_1)
-    if library is None or traits is None or traits.nrows != 2:
+    if traits is None or traits.nrows != 2:
         pytest.skip("this llama.cpp build has no paired Q4_1 kernel")
     rng = random.Random(7)
     for n in (32, 576, 1536):  # one block; SmolLM2's hidden and FFN widths
         for _ in range(40):
             weights = [rng.gauss(rng.uniform(-1, 1), rng.uniform(0.01, 3)) for _ in range(2 * n)]
             activations = [rng.gauss(0, rng.uniform(0.1, 10)) for _ in range(2 * n)]
-            w = _quantize(library, weights, GGML_TYPE_Q4_1, 2, n)
-            a = _quantize(library, activations, GGML_TYPE_Q8_1, 2, n)
+            w = _quantize(weights, GGML_TYPE_Q4_1, 2, n)
+            a = _quantize(activations, GGML_TYPE_Q8_1, 2, n)
             w_row, a_row = len(w) // 2, len(a) // 2
             singles = []
             for col in range(2):

@@ -73,10 +73,9 @@ def open_mailbox(loop: asyncio.AbstractEventLoop) -> None:
     a pipe (Windows' proactor) keep using call_soon_threadsafe."""
     if loop in _MAILBOXES or _write_keeping_gil is None:
         return
-    try:
+    # A loop without add_reader raises NotImplementedError here, and post() falls back for it.
+    with contextlib.suppress(NotImplementedError):
         _MAILBOXES[loop] = Mailbox(loop)
-    except NotImplementedError:  # the loop has no add_reader: post() falls back for it
-        return
 
 
 def post(loop: asyncio.AbstractEventLoop, callback: Callable[[Any], None], argument: Any) -> None:
