@@ -16,7 +16,7 @@ if [ ! -f "llama-server" ]; then
   tar xzf sdist/llama_cpp_python-"$VERSION".tar.gz
   if [ "${WITH_BENDI_PATCHES:-0}" = 1 ]; then
     for patch_file in "$ROOT"/patches/llama-cpp-python/*.patch; do
-      patch -s -p1 -d "llama_cpp_python-$VERSION" <"$patch_file"
+      patch -s -p1 --fuzz=0 -d "llama_cpp_python-$VERSION" <"$patch_file"
     done
   fi
   SRC="$DIR/llama_cpp_python-$VERSION/vendor/llama.cpp"

@@ -29,9 +29,14 @@ if ! compgen -G "$CACHE/*.whl" >/dev/null; then
   SRC=$WORK/llama_cpp_python-$VERSION
   for patch_file in "${PATCHES[@]}"; do
     if command -v patch >/dev/null; then
-      patch -s -p1 -d "$SRC" <"$patch_file"
+      applied=$(patch -s -p1 --fuzz=0 --forward -d "$SRC" <"$patch_file" 2>&1) || applied="failed: $applied"
     else
-      (cd "$SRC" && git apply -p1 "$patch_file")
+      applied=$(cd "$SRC" && git apply -p1 "$patch_file" 2>&1) || applied="failed: $applied"
+    fi
+    if [[ $applied == failed:* ]]; then
+      echo "error: $patch_file does not apply to llama-cpp-python $VERSION ($applied)." >&2
+      echo "The patches and VERSION in $0 go together; update both, or install stock llama-cpp-python." >&2
+      exit 1
     fi
   done
   # A local version label keeps this build apart from PyPI's in pip's caches and in `pip list`.
