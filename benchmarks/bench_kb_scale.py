@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kb_corpora import SHARED, Passage, law_passages, lecoqa_queries, passage_text
 
+from bendi.access.scope import KbScope
 from bendi.core.paths import DataPaths
 from bendi.knowledge.embedding import make_embedder
 from bendi.knowledge.index import ScoredChunk
@@ -154,7 +155,7 @@ def main() -> int:
 
     # 1. BM25 over the full corpus, one chunk per article (long ones split), LeCoQA hit@k.
     passages = list(law_passages(SHARED / "cn-laws-lawrefbook"))
-    kb = kbs.get("scale") if keep else kbs.create("scale")
+    kb = kbs.get("scale", KbScope.everything()) if keep else kbs.create("scale")  # the operator's own data
     started = time.monotonic()
     keys = build(kb, passages, args.chunks)
     results["index_build_s"] = "reused" if keep else round(time.monotonic() - started, 1)

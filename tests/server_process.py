@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -23,9 +24,19 @@ def free_port() -> int:
 class ServerProcess:
     """A real `bendi serve` subprocess on a free loopback port."""
 
-    def __init__(self, home: Path, port: int, extra_env: dict[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        home: Path,
+        port: int,
+        extra_env: dict[str, str],
+        args: tuple[str, ...] = (),
+        *,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"{scheme}://127.0.0.1:{port}"
+        self.verify = verify  # for https: the context that trusts the server's certificate
         env = dict(os.environ, BENDI_HOME=str(home), BENDI_THREADS="2", PYTHONUNBUFFERED="1")
         env.update(extra_env)
         self.log_path = home / "server-test.log"
@@ -44,7 +55,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"bendi serve exited early:\n{self.log()}")
             try:
-                if httpx.get(self.base_url + "/health", timeout=1.0).status_code == 200:
+                if httpx.get(self.base_url + "/health", timeout=1.0, verify=self.verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

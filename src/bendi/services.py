@@ -14,6 +14,8 @@ from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
 
 if TYPE_CHECKING:
+    from bendi.access.accounts import User
+    from bendi.access.control import AccessControl
     from bendi.catalog.advisor import FitVerdict
     from bendi.conversations import ConversationStore
     from bendi.engines.pool import EnginePool
@@ -61,6 +63,13 @@ class Services:
         )
 
     @cached_property
+    def access(self) -> AccessControl:
+        """Accounts, keys, sessions, access lists, policy, audit and usage (organization mode)."""
+        from bendi.access.control import AccessControl
+
+        return AccessControl(self.settings, self.paths)
+
+    @cached_property
     def store(self) -> Store:
         """The model store (pull, import, list, show, remove); the Ollama/pull APIs call it too."""
         from bendi.store.store import Store
@@ -84,6 +93,14 @@ class Services:
             self.settings.embedding_model,
             lambda name: make_embedder(name, threads=threads, acquire=self.engines.acquire),
         )
+
+    def init_team(self, username: str, password: str | None) -> tuple[User, str | None]:
+        """Switch to team mode with a first administrator, who keeps the single-user conversations."""
+        from bendi.access.principal import LOCAL_OWNER
+
+        user, generated = self.access.init_team(username, password)
+        self.conversations.reassign(LOCAL_OWNER, user.id)
+        return user, generated
 
     async def aclose(self) -> None:
         for closer in reversed(self._closers):

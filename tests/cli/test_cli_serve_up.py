@@ -13,13 +13,30 @@ import httpx
 BENDI = str(Path(sys.executable).parent / "bendi")
 
 
-def test_serve_refuses_a_public_host_without_an_api_key(bendi_home: Path, port: int) -> None:
+def test_a_first_public_start_switches_to_team_mode_with_a_one_time_password(bendi_home: Path, port: int) -> None:
+    # The port is taken on loopback, so the public bind fails right after the switch: nothing is ever
+    # reachable from the network during the test.
+    import socket
+
+    from bendi.access.control import AccessControl
+    from bendi.core.paths import DataPaths
+    from bendi.core.settings import load_settings
+
     env = dict(os.environ, BENDI_HOME=str(bendi_home))
-    result = subprocess.run([BENDI, "serve", "--host", "0.0.0.0", "--port", str(port)], env=env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert result.returncode != 0
-    assert "--api-key" in result.stderr and "--insecure-public" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", port))
+        taken.listen()
+        result = subprocess.run([BENDI, "serve", "--host", "0.0.0.0", "--port", str(port)], env=env,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "team mode" in result.stderr and "One-time password:" in result.stderr, result.stderr
+    password = result.stderr.split("One-time password:")[1].split()[0]
     assert "Traceback" not in result.stderr
+    access = AccessControl(load_settings(home=bendi_home), DataPaths(bendi_home))
+    assert access.team_mode
+    login = access.authenticator.login("admin", password, "127.0.0.1")
+    assert login.user.role == "admin" and login.user.must_change_password
+    # the password is printed once, to the terminal, never stored in a log file
+    assert not any(password in p.read_text(errors="ignore") for p in bendi_home.rglob("*.log"))
 
 
 def test_up_loads_the_default_model_prints_how_to_use_it_and_serves(bendi_home: Path, port: int) -> None:

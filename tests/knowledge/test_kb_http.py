@@ -161,3 +161,23 @@ def test_delete_document_and_base(client: httpx.Client, mining: str) -> None:
     assert created.status_code == 201
     assert client.delete(KB + "/scratch").json() == {"deleted": True}
     assert client.get(KB + "/scratch").status_code == 404
+
+
+def test_chinese_names_by_identifier_or_percent_encoded_display_name(client: httpx.Client) -> None:
+    from urllib.parse import quote
+
+    created = client.post(KB, json={"name": "  矿井 通风  ", "description": "通风科"})
+    assert created.status_code == 201, created.text
+    ident, shown = created.json()["name"], created.json()["display_name"]
+    assert shown == "矿井 通风" and ident.startswith("kb-") and ident.isascii()
+    assert {kb["name"]: kb["display_name"] for kb in client.get(KB).json()["data"]}[ident] == shown
+    for ref in (ident, quote(shown)):
+        found = client.get(f"{KB}/{ref}")
+        assert found.status_code == 200 and found.json()["name"] == ident, found.text
+        assert client.get(f"{KB}/{ref}/documents").json() == {"data": []}
+    assert client.post(KB, json={"name": "矿井 通风"}).status_code == 409
+    for lookalike in ("pаypal", "矿井\u202e通风"):
+        refused = client.post(KB, json={"name": lookalike})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_name"
+    assert client.delete(f"{KB}/{quote(shown)}").json() == {"deleted": True}
+    assert client.get(f"{KB}/{ident}").status_code == 404

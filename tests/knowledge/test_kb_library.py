@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bendi.access.scope import KbScope
 from bendi.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError
 from bendi.knowledge.answer import answer, fit_sources
 from bendi.knowledge.ingest import ingest_paths
@@ -104,16 +105,17 @@ def test_folder_with_broken_ocr_and_hostile_names(
 
 
 def test_names_are_validated(knowledge: KnowledgeBases) -> None:
-    for bad in ("../etc", "a/b", "", "名字", ".hidden"):
+    everything = KbScope.everything()
+    for bad in ("../etc", "a/b", "a\\b", "", "   ", "a\u202eb"):
         with pytest.raises(InvalidNameError):
             knowledge.create(bad)
-    knowledge.create("ok-name")
+    assert knowledge.create("ok-name").name == "ok-name"  # an ASCII name is its own identifier, as before
     with pytest.raises(AlreadyExistsError):
         knowledge.create("ok-name")
     with pytest.raises(NotFoundError):
-        knowledge.get("missing")
-    knowledge.delete("ok-name")
-    assert knowledge.names() == []
+        knowledge.get("missing", everything)
+    knowledge.delete("ok-name", everything)
+    assert knowledge.names(everything) == []
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bendi.access.scope import KbScope
 from bendi.knowledge import embedding as embedding_module
 from bendi.knowledge import index as index_module
 from bendi.knowledge.index import ScoredChunk, SQLiteIndex
@@ -95,7 +96,7 @@ def test_bm25_on_a_worker_thread_gives_the_same_ranking(knowledge: KnowledgeBase
     assert threaded.best_bm25 == inline.best_bm25 > 0
     kb.close()  # closes the worker threads' connections too; the base stays usable afterwards
     assert kb.search(question, top_k=1).hits[0].chunk_id == inline.hits[0].chunk_id
-    knowledge.delete("threads")
+    knowledge.delete("threads", KbScope.everything())
     assert not kb.directory.exists()
 
 

@@ -112,7 +112,7 @@ def test_a_reader_that_stops_reading_is_dropped(bendi_server_factory) -> None:  
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small TCP window
     sock.connect(("127.0.0.1", server.port))
-    head = f"POST {URL} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body.content)}\r\n\r\n"
+    head = f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {len(body.content)}\r\n\r\n"
     sock.sendall(head.encode() + body.content)  # ... and never read the answer
     try:
         # With one slot, a second request only runs once the stalled reader has been dropped

@@ -58,3 +58,26 @@ def limit_answer_length(driver: Any, tokens: int) -> None:
         driver.find_element(By.ID, "chat-settings-toggle").click()
     field.clear()
     field.send_keys(str(tokens), Keys.TAB)
+
+
+def wait_screen(driver: Any, screen: str, timeout_s: float = 20.0) -> None:
+    """Team mode: wait until the page shows `login`, `password` (forced change) or `app`."""
+    script = "return document.readyState === 'complete' && document.body.dataset.screen"
+    wait_for(lambda: driver.execute_script(script) == screen, timeout_s, f"the {screen} screen")
+
+
+def sign_in(driver: Any, username: str, password: str) -> None:
+    """Fill in and send the login form (the caller waits for what should follow)."""
+    from selenium.webdriver.common.by import By
+
+    wait_screen(driver, "login")
+    # The form is built after the page loads; a reload in flight can replace it, so retry.
+    wait_for(lambda: driver.find_element(By.ID, "login-username").send_keys(username) or True, 10, "the form")
+    driver.find_element(By.ID, "login-password").send_keys(password)
+    driver.find_element(By.ID, "login-submit").click()
+
+
+def web_storage(driver: Any) -> str:
+    """Everything the page keeps in localStorage and sessionStorage, as one string."""
+    script = "return JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+    return str(driver.execute_script(script))

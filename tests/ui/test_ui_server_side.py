@@ -15,7 +15,7 @@ from bendi.services import build_services
 
 @pytest.fixture()
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(build_services(settings))) as test_client:
+    with TestClient(create_app(build_services(settings)), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
@@ -137,7 +137,7 @@ def test_pull_registry_attaches_and_cancels(bendi_home: Any, smollm2_path: Any) 
         hub.state.throttle_bytes_per_s = 2e6  # slow: the pull is still running when we cancel it
         settings = load_settings(home=bendi_home, hf_endpoint=hub.endpoint, modelscope_endpoint=hub.endpoint,
                                  mirrors=(hub.mirror,), allowed_hosts=(hub.cdn_host,), download_connections=1)  # fmt: skip
-        with TestClient(create_app(build_services(settings))) as client:
+        with TestClient(create_app(build_services(settings)), base_url="http://127.0.0.1") as client:
             assert client.post("/v1/pulls", json={"model": "../x"}).status_code == 400
             started = client.post("/v1/pulls", json={"model": "hf:t/SmolLM2/m-Q4_1.gguf"})
             assert started.status_code == 202 and started.json()["active"]

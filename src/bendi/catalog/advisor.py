@@ -122,6 +122,13 @@ HARDWARE_OPTIONS: tuple[dict[str, object], ...] = (
         "ram_gb": 512,
         "ram_bandwidth_gbps": 460.8,
     },
+    {
+        "label": "server: 2-socket Xeon (2x 8-ch DDR5-4800) 1 TB + RTX 4090",
+        "gpu": "RTX 4090",
+        "ram_gb": 1024,
+        "ram_bandwidth_gbps": 614.4,
+        "sockets": 2,
+    },
     {"label": "Mac Studio M3 Ultra 512 GB", "gpu": "M3 Ultra", "ram_gb": 512},
     {
         "label": "server: 2x H100 80 GB + 64 GB RAM",
@@ -132,11 +139,12 @@ HARDWARE_OPTIONS: tuple[dict[str, object], ...] = (
     {"label": "server: 8x H20 96 GB", "gpu": "H20x8", "ram_gb": 1024, "ram_bandwidth_gbps": 307.2},
     {"label": "server: 8x H200 141 GB", "gpu": "H200x8", "ram_gb": 2048, "ram_bandwidth_gbps": 614.4},
     {
-        "label": "2 nodes of 8x A100 80 GB (Ray)",
-        "gpu": "A100-80GBx8",
+        "label": "2 nodes of 8x H100 80 GB",
+        "gpu": "H100x8",
         "ram_gb": 1024,
-        "ram_bandwidth_gbps": 307.2,
+        "ram_bandwidth_gbps": 614.4,
         "nodes": 2,
+        "sockets": 2,
     },
 )
 
@@ -149,8 +157,8 @@ def hardware_options(variant: ModelVariant, context_tokens: int | None = None) -
     for spec in HARDWARE_OPTIONS:
         machine = describe_machine(**spec)  # type: ignore[arg-type]
         fitting, _ = rank_variants(machine, context_tokens, None, siblings)
-        if machine.nodes > 1:  # offer Ray only where one node is not enough
-            fitting = [p for p in fitting if p.pipeline_parallel > 1]
+        if machine.nodes > 1:  # offer several nodes only where one node is not enough
+            fitting = [p for p in fitting if p.nodes > 1]
         if fitting:
             options.append(fitting[0])
     return options

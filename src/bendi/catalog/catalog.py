@@ -208,6 +208,13 @@ class Catalog:
                     return found
         raise ModelNotFoundError(self._not_found_message(raw))
 
+    def names_quant(self, name: str) -> bool:
+        """Whether `name` spells a quant (`deepseek-r1:70b-q8_0`) rather than only a model (`deepseek-r1:70b`)."""
+        family, _, rest = name.strip().lower().partition(":")
+        if family not in self._specs or rest in ("", "latest"):
+            return False
+        return (family, rest) not in self._aliases
+
     def _not_found_message(self, raw: str) -> str:
         choices = [v.name for v in self._variants]
         choices += [f"{f}:{a}" for (f, a) in self._aliases]

@@ -26,6 +26,7 @@ class GpuSpec:
     datacenter: bool = False
     nvlink: bool = False  # fast GPU-to-GPU link (tensor parallel scales well)
     bandwidth_efficiency: float = 1.0  # measured shortfall of the chip itself (see docs/advisor.md)
+    fp8: bool = False  # FP8 tensor cores (compute capability >= 8.9: Ada, Hopper, Blackwell)
 
     @property
     def memory_bytes(self) -> int:
@@ -41,14 +42,14 @@ GPU_SPECS: tuple[GpuSpec, ...] = (
     GpuSpec("RTX 3080", "nvidia", 10, 760, 119, ("3080",)),
     GpuSpec("RTX 3090", "nvidia", 24, 936, 142, ("3090",)),
     GpuSpec("RTX 3090 Ti", "nvidia", 24, 1008, 160, ("3090ti",)),
-    GpuSpec("RTX 4060", "nvidia", 8, 272, 60, ("4060",)),
-    GpuSpec("RTX 4060 Ti", "nvidia", 16, 288, 88, ("4060ti", "4060 ti 16gb")),
-    GpuSpec("RTX 4070", "nvidia", 12, 504, 117, ("4070",)),
-    GpuSpec("RTX 4070 Ti", "nvidia", 12, 504, 160, ("4070ti",)),
-    GpuSpec("RTX 4080", "nvidia", 16, 717, 195, ("4080", "4080 super")),
-    GpuSpec("RTX 4090", "nvidia", 24, 1008, 330, ("4090",)),
-    GpuSpec("RTX 4090D", "nvidia", 24, 1008, 294, ("4090d",)),
-    GpuSpec("RTX 5090", "nvidia", 32, 1792, 419, ("5090",)),
+    GpuSpec("RTX 4060", "nvidia", 8, 272, 60, ("4060",), fp8=True),
+    GpuSpec("RTX 4060 Ti", "nvidia", 16, 288, 88, ("4060ti", "4060 ti 16gb"), fp8=True),
+    GpuSpec("RTX 4070", "nvidia", 12, 504, 117, ("4070",), fp8=True),
+    GpuSpec("RTX 4070 Ti", "nvidia", 12, 504, 160, ("4070ti",), fp8=True),
+    GpuSpec("RTX 4080", "nvidia", 16, 717, 195, ("4080", "4080 super"), fp8=True),
+    GpuSpec("RTX 4090", "nvidia", 24, 1008, 330, ("4090",), fp8=True),
+    GpuSpec("RTX 4090D", "nvidia", 24, 1008, 294, ("4090d",), fp8=True),
+    GpuSpec("RTX 5090", "nvidia", 32, 1792, 419, ("5090",), fp8=True),
     # NVIDIA data centre
     GpuSpec("V100", "nvidia", 32, 900, 125, ("v10032gb",), datacenter=True, nvlink=True),
     GpuSpec("A100 40GB", "nvidia", 40, 1555, 312, ("a10040gb", "a10040g"), datacenter=True, nvlink=True),
@@ -63,17 +64,29 @@ GPU_SPECS: tuple[GpuSpec, ...] = (
         nvlink=True,
     ),
     GpuSpec("A800", "nvidia", 80, 2039, 312, ("a80080gb",), datacenter=True, nvlink=True),
-    GpuSpec("L20", "nvidia", 48, 864, 119, (), datacenter=True),
-    GpuSpec("L40S", "nvidia", 48, 864, 362, (), datacenter=True),
-    GpuSpec("H100 PCIe", "nvidia", 80, 2000, 756, ("h100pcie80gb",), datacenter=True),
+    GpuSpec("L20", "nvidia", 48, 864, 119, (), datacenter=True, fp8=True),
+    GpuSpec("L40S", "nvidia", 48, 864, 362, (), datacenter=True, fp8=True),
+    GpuSpec("H100 PCIe", "nvidia", 80, 2000, 756, ("h100pcie80gb",), datacenter=True, fp8=True),
     GpuSpec(
-        "H100", "nvidia", 80, 3350, 989, ("h100sxm", "h10080gb", "h100sxm580gb"), datacenter=True, nvlink=True
+        "H100",
+        "nvidia",
+        80,
+        3350,
+        989,
+        ("h100sxm", "h10080gb", "h100sxm580gb"),
+        datacenter=True,
+        nvlink=True,
+        fp8=True,
     ),
-    GpuSpec("H800", "nvidia", 80, 3350, 989, (), datacenter=True, nvlink=True),
-    GpuSpec("H20", "nvidia", 96, 4000, 148, ("h2096gb",), datacenter=True, nvlink=True),
-    GpuSpec("H20 141GB", "nvidia", 141, 4800, 148, ("h20141gb",), datacenter=True, nvlink=True),
-    GpuSpec("H200", "nvidia", 141, 4800, 989, ("h200sxm", "h200141gb"), datacenter=True, nvlink=True),
-    GpuSpec("B200", "nvidia", 183, 8000, 2250, ("b200183gb", "b200180gb"), datacenter=True, nvlink=True),
+    GpuSpec("H800", "nvidia", 80, 3350, 989, (), datacenter=True, nvlink=True, fp8=True),
+    GpuSpec("H20", "nvidia", 96, 4000, 148, ("h2096gb",), datacenter=True, nvlink=True, fp8=True),
+    GpuSpec("H20 141GB", "nvidia", 141, 4800, 148, ("h20141gb",), datacenter=True, nvlink=True, fp8=True),
+    GpuSpec(
+        "H200", "nvidia", 141, 4800, 989, ("h200sxm", "h200141gb"), datacenter=True, nvlink=True, fp8=True
+    ),
+    GpuSpec(
+        "B200", "nvidia", 183, 8000, 2250, ("b200183gb", "b200180gb"), datacenter=True, nvlink=True, fp8=True
+    ),
     # Chinese accelerators: Ascend 910B bandwidth is disputed (1.6 vs 2.0 TB/s); we take the lower.
     GpuSpec(
         "Ascend 910B",

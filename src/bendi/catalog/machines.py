@@ -11,6 +11,7 @@ GIB = 2**30
 OS_RESERVE_FRACTION = 0.06  # the OS, a desktop session and page cache slack on a hypothetical machine
 OS_RESERVE_MIN_BYTES = 2 * GIB
 GPU_RESERVE_BYTES = 300 * 2**20  # display / driver use on a hypothetical GPU
+MAX_SOCKETS = 8
 
 
 def describe_machine(
@@ -20,14 +21,22 @@ def describe_machine(
     nodes: int = 1,
     label: str | None = None,
     base: HardwareProfile | None = None,
+    sockets: int | None = None,
 ) -> HardwareProfile:
-    """A hypothetical machine; fields not given come from `base` (the detected machine) when present."""
+    """A hypothetical machine; fields not given come from `base` (the detected machine) when present.
+
+    `ram_bandwidth_gbps` is the whole machine's (all sockets); `sockets` is its NUMA node count.
+    """
     if ram_gb is not None and not 0 < ram_gb <= 16384:
         raise UserInputError(
             f"--ram {ram_gb} GB is out of range; give the machine's RAM in GB, e.g. --ram 64."
         )
     if nodes < 1 or nodes > 64:
         raise UserInputError(f"--nodes {nodes} is out of range (1-64).")
+    if sockets is not None and not 1 <= sockets <= MAX_SOCKETS:
+        raise UserInputError(
+            f"--sockets {sockets} is out of range (1-{MAX_SOCKETS}); give the CPU sockets (NUMA nodes) per machine."
+        )
     gpus: tuple[GpuInfo, ...] = base.gpus if base is not None and gpu is None else ()
     unified_total = 0
     if gpu:
@@ -74,6 +83,7 @@ def describe_machine(
         if ram_bandwidth_gbps is not None
         else (base.ram_bandwidth_gbps if base is not None else None),
         nodes=nodes,
+        numa_nodes=1 if unified_total else (sockets or (base.numa_nodes if base is not None else 1)),
         label=label or " + ".join(p for p in parts if p) or "described machine",
     )
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from bendi.catalog.estimate import (
     DeviceUse,
@@ -13,7 +12,9 @@ from bendi.catalog.estimate import (
     sharded_memory,
 )
 from bendi.catalog.gpus import DEFAULT_RAM_BANDWIDTH_GBPS, find_gpu_spec
-from bendi.catalog.speed import Placement, estimate_speed
+from bendi.catalog.numa import choose_policy
+from bendi.catalog.plans import Plan as Plan  # re-exported: callers import Plan from here
+from bendi.catalog.speed import ENGINE_PROFILES, Placement, estimate_speed
 from bendi.core.errors import UserInputError
 from bendi.hardware.profile import HardwareProfile
 
@@ -24,65 +25,6 @@ MIN_CONTEXT_TOKENS = 256
 UNKNOWN_GPU_BANDWIDTH_GBPS = 300.0  # a GPU missing from the spec table: assume a mid-range card
 UNKNOWN_GPU_TFLOPS = 30.0
 CPU_TFLOPS_PER_CORE = {"avx512f": 0.20, "avx2": 0.10}  # int8/fp32 dot throughput llama.cpp reaches
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One model on one machine. `to_json()` keys are a contract (`bendi plan --json`)."""
-
-    model: str
-    quant: str
-    params_b: float
-    context_tokens: int
-    weights_bytes: int
-    kv_cache_bytes: int
-    total_bytes: int
-    fits: bool
-    engine: str
-    gpu_layers: int
-    decode_tokens_per_s: float
-    prefill_tokens_per_s: float
-    reason: str
-    placement: str
-    max_context_tokens: int = 0
-    tensor_parallel: int = 1
-    pipeline_parallel: int = 1
-    nodes: int = 1
-    machine: str = ""
-    devices: tuple[DeviceUse, ...] = field(default=())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "quant": self.quant,
-            "params_b": self.params_b,
-            "context_tokens": self.context_tokens,
-            "max_context_tokens": self.max_context_tokens,
-            "weights_bytes": self.weights_bytes,
-            "kv_cache_bytes": self.kv_cache_bytes,
-            "total_bytes": self.total_bytes,
-            "fits": self.fits,
-            "engine": self.engine,
-            "gpu_layers": self.gpu_layers,
-            "tensor_parallel": self.tensor_parallel,
-            "pipeline_parallel": self.pipeline_parallel,
-            "nodes": self.nodes,
-            "decode_tokens_per_s": round(self.decode_tokens_per_s, 2),
-            "prefill_tokens_per_s": round(self.prefill_tokens_per_s, 1),
-            "placement": self.placement,
-            "reason": self.reason,
-            "machine": self.machine,
-            "devices": [
-                {
-                    "device": d.device,
-                    "total_bytes": d.total_bytes,
-                    "capacity_bytes": d.capacity_bytes,
-                    "weights_bytes": d.weights_bytes,
-                    "kv_cache_bytes": d.kv_cache_bytes,
-                }
-                for d in self.devices
-            ],
-        }
 
 
 def gb(n: float) -> str:
@@ -101,8 +43,10 @@ class _Machine:
     gpu_bandwidth_gbps: float
     gpu_tflops: float
     gpu_efficiency: float
+    gpu_fp8: bool
     unified: bool
     nodes: int
+    sockets: int
 
 
 def _machine(hw: HardwareProfile, already_loaded_bytes: int) -> _Machine:
@@ -129,20 +73,24 @@ def _machine(hw: HardwareProfile, already_loaded_bytes: int) -> _Machine:
         gpu_bandwidth_gbps=spec.bandwidth_gbps if spec else UNKNOWN_GPU_BANDWIDTH_GBPS,
         gpu_tflops=spec.fp16_tflops if spec else UNKNOWN_GPU_TFLOPS,
         gpu_efficiency=spec.bandwidth_efficiency if spec else 1.0,
+        gpu_fp8=spec.fp8 if spec else False,
         unified=unified,
         nodes=hw.nodes,
+        sockets=1 if unified else max(hw.numa_nodes, 1),
     )
 
 
 @dataclass(frozen=True)
 class _Layout:
     memory: MemoryEstimate
-    placement: Placement
+    placement: Placement  # what the speed model sees
     gpu_layers: int
     describe: str
+    nodes: int = 1
+    launch_parallel: tuple[int, int] = (1, 1)  # (tensor, pipeline) as the engine is started
 
 
-def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
+def _llamacpp_placement(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
     a = facts.architecture
     base = Placement(
         engine="llama.cpp",
@@ -151,6 +99,7 @@ def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
         gpu_bandwidth_gbps=m.gpu_bandwidth_gbps,
         gpu_tflops=m.gpu_tflops,
         gpu_bandwidth_efficiency=m.gpu_efficiency,
+        cpu_sockets=m.sockets,
     )
     if m.unified:  # Apple: one pool, capped by Metal's working-set limit and by free RAM
         mem = llamacpp_memory(facts, ctx)
@@ -209,6 +158,21 @@ def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
     return _Layout(mem, placement, low, text)
 
 
+def _llamacpp_layout(facts: ModelFacts, m: _Machine, ctx: int) -> _Layout:
+    """The llama.cpp placement, then where its CPU-side weights live on a multi-socket machine."""
+    layout = _llamacpp_placement(facts, m, ctx)
+    cpu = layout.memory.devices[0]
+    if m.sockets <= 1 or m.unified or cpu.weights_bytes < GB:
+        return layout
+    profile = ENGINE_PROFILES[layout.placement.engine]
+    policy, _ = choose_policy(m.sockets, profile.numa_replicas, cpu.total_bytes, m.ram_bytes / m.sockets)
+    placement = replace(layout.placement, numa_policy=policy)
+    if policy == "pinned":  # one socket's cores for whatever the CPU computes
+        placement = replace(placement, cpu_tflops=m.cpu_tflops / m.sockets)
+    where = "NUMA node 0 only" if policy == "pinned" else f"all {m.sockets} NUMA nodes"
+    return replace(layout, placement=placement, describe=f"{layout.describe}; CPU side on {where}")
+
+
 def _tensor_parallel(facts: ModelFacts, gpus_per_node: int) -> int:
     tp = gpus_per_node
     while tp > 1 and facts.architecture.n_head % tp:
@@ -217,13 +181,17 @@ def _tensor_parallel(facts: ModelFacts, gpus_per_node: int) -> int:
 
 
 def _sharded_layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> _Layout:
+    """TP inside a node; more nodes until the shards fit: vLLM as pipeline stages over Ray, SGLang as one
+    tensor-parallel group over all nodes (its own --nnodes/--node-rank/--dist-init-addr, no Ray)."""
     gpus_per_node = len(m.gpu_free)
     tp = _tensor_parallel(facts, gpus_per_node)
     pp = 1
     mem = sharded_memory(facts, ctx, tp, pp, min(m.gpu_free) if m.gpu_free else 0)
-    while not mem.fits and pp < m.nodes:  # Ray: add nodes as pipeline stages until the shards fit
+    while not mem.fits and pp < m.nodes:  # add nodes until the shards fit
         pp += 1
         mem = sharded_memory(facts, ctx, tp, pp, min(m.gpu_free))
+    # Single-stream speed: both engines read the same bytes per node; a second node is costed as a
+    # pipeline stage (no single-stream multi-node measurement exists to calibrate cross-node TP).
     placement = Placement(
         engine=engine,
         gpu_count=tp * pp,
@@ -235,9 +203,17 @@ def _sharded_layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> _L
         gpu_bandwidth_efficiency=m.gpu_efficiency,
     )
     text = f"tensor parallel {tp} over {tp}x {m.gpu_name}"
-    if pp > 1:
-        text += f", pipeline parallel {pp} over {pp} nodes (Ray)"
-    return _Layout(mem, placement, facts.architecture.n_layers, text)
+    launch = (tp, pp)
+    if pp > 1 and engine == "sglang" and facts.architecture.n_head % (tp * pp) == 0:
+        launch = (tp * pp, 1)
+        text = (
+            f"tensor parallel {tp * pp} over {pp} nodes of {tp}x {m.gpu_name} "
+            "(SGLang's own multi-node launch: --nnodes/--node-rank/--dist-init-addr, no Ray)"
+        )
+    elif pp > 1:
+        how = "vLLM on Ray" if engine == "vllm" else "SGLang's own --nnodes launch, no Ray"
+        text += f", pipeline parallel {pp} over {pp} nodes ({how})"
+    return _Layout(mem, placement, facts.architecture.n_layers, text, pp, launch)
 
 
 def choose_engine(facts: ModelFacts, hw: HardwareProfile) -> str:
@@ -296,12 +272,25 @@ def plan_model(
         reason=reason,
         placement=layout.describe,
         max_context_tokens=max_ctx,
-        tensor_parallel=layout.placement.tensor_parallel,
-        pipeline_parallel=layout.placement.pipeline_parallel,
-        nodes=layout.placement.pipeline_parallel,
+        tensor_parallel=layout.launch_parallel[0],
+        pipeline_parallel=layout.launch_parallel[1],
+        nodes=layout.nodes,
         machine=hw.label,
         devices=mem.devices,
+        format=facts.format,
+        experts_on_cpu=layout.placement.experts_on_cpu,
+        sockets=m.sockets,
+        numa=speed.cpu_path.policy if speed.cpu_path else "single",
+        speed_terms=speed.terms if fits else (),
     )
+
+
+def placement_for(
+    facts: ModelFacts, hw: HardwareProfile, context_tokens: int | None = None, engine: str = "llama.cpp"
+) -> Placement:
+    """The placement plan_model would give `engine`; the calibration tests swap in the measured engine."""
+    ctx = min(context_tokens or DEFAULT_CONTEXT_TOKENS, facts.architecture.max_context_tokens)
+    return _layout(facts, _machine(hw, 0), ctx, engine)[0].placement
 
 
 def _layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> tuple[_Layout, str | None]:
@@ -316,6 +305,16 @@ def _layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> tuple[_Lay
     layout = _sharded_layout(facts, m, ctx, engine)
     if not m.gpu_free or m.unified:
         return layout, f"{engine} needs NVIDIA (or Ascend) GPUs; this machine has none. Use llama.cpp."
+    if facts.format != "safetensors":
+        return layout, (
+            f"bendi runs {engine} with a Hugging Face-format checkpoint; {facts.name} is a {facts.format} "
+            "file (use llama.cpp, or the model name without a quant to get the publisher's checkpoint)."
+        )
+    if facts.quant.upper() == "FP8" and not m.gpu_fp8:
+        return layout, (
+            f"The {m.gpu_name} has no FP8 support (that needs Ada, Hopper or Blackwell GPUs), so it cannot "
+            f"serve the FP8 checkpoint {facts.name}; use a GGUF quant with llama.cpp, or FP8-capable GPUs."
+        )
     return layout, None
 
 

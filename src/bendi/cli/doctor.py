@@ -22,18 +22,24 @@ def handle(args: argparse.Namespace) -> int:
     from bendi.engines.llamacpp.build_info import llama_build
     from bendi.hardware.probe import probe
 
-    home = load_settings().home
+    settings = load_settings()
+    home = settings.home
     profile = probe(disk_path=home if home.exists() else None)
     fitting, _ = rank_variants(profile)
     best = fitting[:TOP_MODELS]
     issues = problems(profile)
     build = llama_build()
+    servers = _server_engines(settings)
     if args.json:
         print(
             json.dumps(
                 {
                     "hardware": profile.to_dict(),
                     "llama_cpp": {"version": build.version, "paired_q4_1_dot": build.paired_q4_1_dot},
+                    "server_engines": {
+                        s.kind: {"python": s.python, "version": s.version, "build": s.build or None}
+                        for s in servers
+                    },
                     "recommended": [p.to_json() for p in best],
                     "problems": issues,
                 },
@@ -42,11 +48,18 @@ def handle(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    _print(profile, best, issues, build.describe)
+    _print(profile, best, issues, build.describe, servers)
     return 0
 
 
-def _print(profile: Any, best: list[Any], issues: list[str], llama_cpp: str) -> None:
+def _server_engines(settings: Any) -> list[Any]:
+    """vLLM and SGLang as found in BENDI_VLLM_PYTHON / BENDI_SGLANG_PYTHON (optional engines)."""
+    from bendi.engines.server_install import engine_python, probe_engine
+
+    return [probe_engine(kind, engine_python(kind, settings)) for kind in ("vllm", "sglang")]
+
+
+def _print(profile: Any, best: list[Any], issues: list[str], llama_cpp: str, servers: list[Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -55,8 +68,10 @@ def _print(profile: Any, best: list[Any], issues: list[str], llama_cpp: str) -> 
     table.add_column(style="bold")
     table.add_column()
     cpu = profile.cpu
+    numa = f", {profile.numa_nodes} NUMA nodes" if profile.numa_nodes > 1 else ""
     table.add_row(
-        "CPU", f"{cpu.model} ({cpu.physical_cores} cores / {cpu.logical_cores} threads, {cpu.architecture})"
+        "CPU",
+        f"{cpu.model} ({cpu.physical_cores} cores / {cpu.logical_cores} threads, {cpu.architecture}{numa})",
     )
     table.add_row("SIMD", " ".join(cpu.flags) or "-")
     table.add_row(
@@ -75,6 +90,9 @@ def _print(profile: Any, best: list[Any], issues: list[str], llama_cpp: str) -> 
     if not profile.gpus:
         table.add_row("GPU", "none")
     table.add_row("llama.cpp", llama_cpp)
+    for server in servers:
+        label = "vLLM" if server.kind == "vllm" else "SGLang"
+        table.add_row(label, server.describe() + ("" if server.installed else " (optional)"))
     console.print(table)
     models = Table(title="Runs well here 推荐模型", title_justify="left")
     for column in ("model", "memory", "decode tok/s", "placement"):

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shlex
 import sys
+import unicodedata
 from typing import Any
 
+from bendi.access.scope import KbScope
+from bendi.cli import kb_access
 from bendi.core.settings import load_settings
 
 
@@ -16,7 +21,7 @@ def register(subparsers: Any) -> None:
     sub = kb.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
 
     p = sub.add_parser("create", help="create an empty knowledge base")
-    p.add_argument("name")
+    p.add_argument("name", help="any script, e.g. 煤矿安全法规; later commands take it or the identifier")
     p.add_argument("--description", default="")
     p.add_argument("--embedding-model", help="embedder name (default: settings.embedding_model)")
     p.set_defaults(func=_create)
@@ -60,6 +65,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hide-thinking", action="store_true")
     p.set_defaults(func=_ask)
 
+    kb_access.register(sub)  # grant, revoke, access
+
 
 def _services() -> Any:
     from bendi.services import build_services
@@ -67,17 +74,36 @@ def _services() -> Any:
     return build_services(load_settings())
 
 
+def _scope() -> KbScope:
+    """Every base: the CLI runs as the machine's operator straight on the data directory, whose files
+    that operator can read anyway; access lists govern the server's callers, not this account."""
+    return KbScope.everything()
+
+
+def _arg(name: str) -> str:
+    """A name as a shell argument: as is when it needs no quoting (Chinese included), else quoted."""
+    return name if re.fullmatch(r"\w[\w.\-]*", name) else shlex.quote(name)
+
+
+def _pad(text: str, width: int) -> str:
+    """Left-justify for a terminal, where CJK characters take two columns."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - columns)
+
+
 def _create(args: argparse.Namespace) -> int:
     kb = _services().knowledge.create(args.name, args.description, args.embedding_model)
-    print(f"Created knowledge base {kb.name} (embedding model {kb.embedding_model}).")
-    print(f"Add documents with: bendi kb add {kb.name} PATH...")
+    kb_access.after_create(kb.name)  # team mode: owned by the first administrator
+    named = kb.display_name if kb.display_name == kb.name else f"{kb.display_name} (identifier {kb.name})"
+    print(f"Created knowledge base {named}, embedding model {kb.embedding_model}.")
+    print(f"Add documents with: bendi kb add {_arg(kb.display_name)} PATH...")
     return 0
 
 
 def _add(args: argparse.Namespace) -> int:
     from bendi.knowledge.ingest import IngestProgress, ingest_paths
 
-    kb = _services().knowledge.get(args.name)
+    kb = _services().knowledge.get(args.name, _scope())
     tty = sys.stderr.isatty()
 
     def show(p: IngestProgress) -> None:
@@ -101,19 +127,21 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    infos = _services().knowledge.list()
+    infos = _services().knowledge.list(_scope())
     if args.json:
         print(json.dumps([i.to_json() for i in infos], ensure_ascii=False, indent=2))
         return 0
     if not infos:
         print("No knowledge bases yet. Create one with `bendi kb create NAME`.")
     for i in infos:
-        print(f"{i.name:24} {i.documents:5} docs {i.chunks:7} chunks  {i.embedding_model}  {i.description}")
+        ident = "" if i.display_name == i.name else f"({i.name})"
+        print(f"{_pad(i.display_name, 24)} {_pad(ident, 20)} {i.documents:5} docs {i.chunks:7} chunks  "
+              f"{i.embedding_model}  {i.description}".rstrip())  # fmt: skip
     return 0
 
 
 def _docs(args: argparse.Namespace) -> int:
-    docs = _services().knowledge.get(args.name).documents()
+    docs = _services().knowledge.get(args.name, _scope()).documents()
     if args.json:
         print(json.dumps([d.to_json() for d in docs], ensure_ascii=False, indent=2))
         return 0
@@ -125,19 +153,23 @@ def _docs(args: argparse.Namespace) -> int:
 
 def _rm(args: argparse.Namespace) -> int:
     knowledge = _services().knowledge
+    kb = knowledge.get(args.name, _scope())
+    shown = kb.display_name  # read before a delete takes the base's index away
     if args.doc is None:
-        knowledge.delete(args.name)
-        print(f"Deleted knowledge base {args.name}.")
+        knowledge.delete(kb.name, _scope())
+        kb_access.after_delete(kb.name)
+        print(f"Deleted knowledge base {shown}.")
         return 0
-    kb = knowledge.get(args.name)
     doc = kb.find_document(args.doc)
     kb.delete_document(doc.id)
-    print(f"Removed {doc.file} from {args.name}.")
+    print(f"Removed {doc.file} from {shown}.")
     return 0
 
 
 def _search(args: argparse.Namespace) -> int:
-    result = _services().knowledge.get(args.name).search(args.query, top_k=args.top_k, mode=args.mode)
+    result = (
+        _services().knowledge.get(args.name, _scope()).search(args.query, top_k=args.top_k, mode=args.mode)
+    )
     if args.json:
         keys = ("file", "page", "article", "heading", "score", "text", "doc_id", "chunk_id")
         print(
@@ -156,7 +188,7 @@ def _ask(args: argparse.Namespace) -> int:
     from bendi.knowledge.answer import stream_answer
 
     services = _services()
-    kb = services.knowledge.get(args.name)
+    kb = services.knowledge.get(args.name, _scope())
 
     async def run() -> int:
         engine = await services.engines.acquire(args.model)

@@ -20,8 +20,10 @@ COMMAND_MODULES = (
     "bendi.cli.models",
     "bendi.cli.bench",
     "bendi.cli.kb",
+    "bendi.cli.admin",
     "bendi.cli.doctor",
     "bendi.cli.plan",
+    "bendi.cli.cluster",
 )
 
 
@@ -52,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bendi admin audit list | head`: the reader left, which is fine
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--ram-bandwidth", type=float, dest="ram_bandwidth_gbps", help="RAM bandwidth in GB/s"
     )
-    parser.add_argument("--nodes", type=int, default=1, help="identical machines joined with Ray (default 1)")
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="identical machines joined by a network (default 1)"
+    )
+    parser.add_argument(
+        "--sockets",
+        type=int,
+        help="CPU sockets (NUMA nodes) per machine; default: this machine's, from /sys/devices/system/node",
+    )
     parser.add_argument("--engine", choices=("llama.cpp", "vllm", "sglang"), help="force this engine")
     parser.add_argument(
         "--json", action="store_true", help="print JSON (a stable contract) instead of tables"
@@ -51,10 +58,13 @@ def _machine(args: argparse.Namespace) -> Any:
     from bendi.hardware.probe import probe
 
     detected = probe()
-    if args.gpu is None and args.ram_gb is None and args.ram_bandwidth_gbps is None and args.nodes == 1:
+    described = (args.gpu, args.ram_gb, args.ram_bandwidth_gbps, args.sockets)
+    if all(v is None for v in described) and args.nodes == 1:
         return detected
     # A GPU given without --ram keeps this machine's RAM; --ram alone keeps this machine's GPUs.
-    return describe_machine(args.gpu, args.ram_gb, args.ram_bandwidth_gbps, args.nodes, base=detected)
+    return describe_machine(
+        args.gpu, args.ram_gb, args.ram_bandwidth_gbps, args.nodes, base=detected, sockets=args.sockets
+    )
 
 
 def _variant(args: argparse.Namespace) -> Any:
@@ -72,8 +82,8 @@ def _variant(args: argparse.Namespace) -> Any:
 
 def handle(args: argparse.Namespace) -> int:
     from bendi.catalog.advisor import hardware_options, rank_variants
-    from bendi.catalog.estimate import ModelFacts
-    from bendi.catalog.planner import plan_model
+    from bendi.catalog.catalog import load_catalog
+    from bendi.catalog.engine_choice import plan_serving
 
     if args.context_tokens is not None and args.context_tokens < 1:
         raise UserInputError("--ctx must be a positive number of tokens, e.g. --ctx 8192.")
@@ -90,11 +100,13 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     machine = _machine(args)
     if args.model:
-        plan = plan_model(ModelFacts.from_variant(_variant(args)), machine, args.context_tokens, args.engine)
+        quant_given = bool(args.quant) or load_catalog().names_quant(args.model)
+        plan = plan_serving(_variant(args), machine, args.context_tokens, args.engine, quant_given)
+        launch = launch_command(plan)
         if args.json:
-            print(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
+            print(json.dumps({**plan.to_json(), **launch}, indent=2, ensure_ascii=False))
         else:
-            _print_plan(plan)
+            _print_plan(plan, launch)
         return 0 if plan.fits else 2
     fitting, rejected = rank_variants(machine, args.context_tokens, args.engine)
     if args.json:
@@ -131,7 +143,72 @@ def _speed(tps: float) -> str:
     return f"{tps:,.1f}" if tps else "-"
 
 
-def _print_plan(plan: Any) -> None:
+def launch_command(plan: Any) -> dict[str, Any]:
+    """The command bendi would start for `plan` (engines/launch.py), for `--json` and the table."""
+    import shlex
+
+    from bendi.catalog.catalog import load_catalog
+    from bendi.engines import launch
+
+    if plan.engine in ("vllm", "sglang"):
+        model_path = plan.hf_repo or plan.model
+        if plan.engine == "vllm":
+            placement = launch.Placement(
+                plan.tensor_parallel, plan.nodes, plan.tensor_parallel, plan.pipeline_parallel
+            )
+            lp = launch.vllm_plan(
+                model_path, plan.model, port=launch.VLLM_PORT, placement=placement,
+                context_tokens=plan.context_tokens, reasoning=False,
+            )  # fmt: skip
+        else:
+            per_node = max(plan.tensor_parallel // max(plan.nodes, 1), 1)
+            placement = launch.Placement(per_node, plan.nodes, per_node * plan.nodes, 1)
+            lp = launch.sglang_plan(
+                model_path, plan.model, port=launch.SGLANG_PORT, placement=placement,
+                context_tokens=plan.context_tokens, reasoning=False,
+            )  # fmt: skip
+        return {
+            "command": list(lp.argv),
+            "command_line": shlex.join(lp.argv),
+            "worker_node_commands": list(lp.worker_node_commands),
+            "command_notes": list(lp.notes)
+            + (
+                [
+                    f"bendi cluster plan {plan.model} --nodes {plan.nodes} --gpu ... prints every node's commands."
+                ]
+                if plan.nodes > 1
+                else []
+            ),
+        }
+    pinned = plan.numa == "pinned"
+    command = ["bendi", "serve", "--engine", "llama.cpp", "--model", plan.model]
+    if pinned:
+        command = ["numactl", "--cpunodebind=0", "--membind=0", *command]
+    files = load_catalog().resolve(plan.model).files
+    equivalent = launch.llama_server_plan(
+        "llama-server",
+        files[0].path_in_repo if files else plan.model,
+        plan.model,
+        port=8080,
+        context_tokens=plan.context_tokens,
+        gpu_layers=plan.gpu_layers,
+        override_tensors="exps=CPU" if plan.experts_on_cpu else None,
+        numa="distribute" if plan.numa == "spanning" else None,
+        numa_node=0 if pinned else None,
+    )
+    return {
+        "command": command,
+        "command_line": shlex.join(command),
+        "worker_node_commands": [],
+        "command_notes": [
+            "bendi runs llama.cpp in its own process; the same placement with llama.cpp's llama-server: "
+            + shlex.join(equivalent.argv)
+        ],
+    }
+
+
+def _print_plan(plan: Any, launch: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     console = _console()
@@ -141,8 +218,8 @@ def _print_plan(plan: Any) -> None:
     verdict = "[green]fits 可以运行[/]" if plan.fits else "[red]does not fit 放不下[/]"
     rows = [
         ("verdict", verdict),
-        ("engine", plan.engine),
-        ("placement", plan.placement),
+        ("engine", f"{plan.engine} with {plan.quant} ({plan.format})"),
+        ("placement", escape(plan.placement)),
         ("context", f"{plan.context_tokens:,} tokens (largest that fits: {plan.max_context_tokens:,})"),
         ("weights", _gb(plan.weights_bytes)),
         ("KV cache", _gb(plan.kv_cache_bytes)),
@@ -150,13 +227,28 @@ def _print_plan(plan: Any) -> None:
         ("decode", f"{_speed(plan.decode_tokens_per_s)} tok/s"),
         ("prefill", f"{_speed(plan.prefill_tokens_per_s)} tok/s"),
     ]
+    if plan.sockets > 1:
+        rows.append(("CPU sockets", f"{plan.sockets} (NUMA: {plan.numa})"))
     for device in plan.devices:
         cap = f" of {_gb(device.capacity_bytes)}" if device.capacity_bytes else ""
         rows.append((f"  {device.device}", f"{_gb(device.total_bytes)}{cap}"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
-    console.print(plan.reason)
+    for reason in plan.engine_reasons:
+        console.print(f"Why {plan.engine}: {escape(reason)}")
+    console.print(escape(plan.reason))
+    if plan.speed_terms:
+        total = sum(t.seconds for t in plan.speed_terms)
+        console.print(escape(plan.speed_explanation()))
+        for term in sorted(plan.speed_terms, key=lambda t: -t.seconds):
+            console.print(
+                f"  {term.name:<12} {term.seconds * 1e3:7.1f} ms {term.seconds / total:4.0%}  {escape(term.detail)}"
+            )
+    if plan.fits:
+        console.print(f"Command: {escape(launch['command_line'])}")
+        for extra in (*launch["worker_node_commands"], *launch["command_notes"]):
+            console.print(f"  {escape(extra)}")
     console.print("[dim]GB = 10^9 bytes. Speeds are single-user estimates (see docs/advisor.md).[/]")
 
 

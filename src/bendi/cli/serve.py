@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bendi.cli.serving import add_server_arguments, check_exposure, serve, settings_from_args
+from bendi.cli.serving import (
+    add_server_arguments,
+    check_exposure,
+    public_base_url,
+    serve,
+    settings_from_args,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -21,4 +27,6 @@ def handle(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_exposure(settings, args.insecure_public)
     preload = (args.model,) if args.model else ()
-    return serve(settings, preload=preload, banner=f"bendi is serving at {settings.base_url} (Ctrl-C stops)")
+    return serve(
+        settings, preload=preload, banner=f"bendi is serving at {public_base_url(settings)} (Ctrl-C stops)"
+    )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import ssl
 import sys
+from pathlib import Path
 
 from bendi.core.errors import UserInputError
 from bendi.core.settings import Settings, load_settings
@@ -25,6 +27,18 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="allow listening on a non-loopback address without an API key (anyone on the network can use it)",
     )
+    parser.add_argument(
+        "--tls-cert", type=Path, help="serve HTTPS with this PEM certificate (chain); env BENDI_TLS_CERT"
+    )
+    parser.add_argument(
+        "--tls-key", type=Path, help="the certificate's unencrypted PEM private key; env BENDI_TLS_KEY"
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("auto", "llama.cpp", "vllm", "sglang"),
+        help="engine for Hugging Face-format models: auto (vLLM), vllm or sglang, started and supervised by "
+        "bendi; GGUF files always run on llama.cpp (env BENDI_ENGINE; docs/engines.md)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -36,7 +50,65 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         parallel_sequences=args.parallel_sequences,
         api_key=args.api_key,
         force_load=True if args.force else None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        engine=getattr(args, "engine", None),
     )
+
+
+def public_base_url(settings: Settings) -> str:
+    """settings.base_url, with https when bendi serves TLS itself."""
+    url = settings.base_url
+    return "https://" + url.removeprefix("http://") if settings.tls_cert else url
+
+
+class _EncryptedKey(Exception):
+    """OpenSSL asked for a passphrase: the key file is encrypted."""
+
+
+def _no_passphrase() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal, which a service cannot answer.
+    raise _EncryptedKey
+
+
+def check_tls(settings: Settings) -> None:
+    """Both TLS files or neither; readable, PEM, and the key belongs to the certificate."""
+    cert, key = settings.tls_cert, settings.tls_key
+    if cert is None and key is None:
+        return
+    if cert is None or key is None:
+        given, missing = ("--tls-cert", "--tls-key") if cert else ("--tls-key", "--tls-cert")
+        raise UserInputError(
+            f"{given} needs {missing} too: HTTPS needs the certificate and its private key "
+            "(or set both BENDI_TLS_CERT and BENDI_TLS_KEY)."
+        )
+    for what, path in (("certificate", cert), ("private key", key)):
+        try:
+            with open(path, "rb") as file:
+                file.read(1)
+        except OSError as exc:
+            raise UserInputError(
+                f"Cannot read the TLS {what} file {path}: {exc.strerror or exc}. Check the path and that "
+                "the user running bendi may read it."
+            ) from exc
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key, password=_no_passphrase)
+    except _EncryptedKey:
+        raise UserInputError(
+            f"The TLS private key {key} is protected by a passphrase, which bendi cannot ask for. Store it "
+            "unencrypted (openssl pkey -in KEY -out PLAIN_KEY) and protect the file with permissions (chmod 600)."
+        ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise UserInputError(
+                f"The TLS private key {key} does not belong to the certificate {cert}. Give the key that "
+                "was made together with this certificate."
+            ) from exc
+        raise UserInputError(
+            f"Cannot use {cert} and {key} for HTTPS ({exc.reason or exc}). --tls-cert must be a PEM "
+            "certificate (chain) and --tls-key its PEM private key."
+        ) from exc
 
 
 def is_loopback(host: str) -> bool:
@@ -49,14 +121,29 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(settings: Settings, insecure_public: bool) -> None:
-    """Secure default: nothing reachable from the network without a key, unless asked for explicitly."""
-    if is_loopback(settings.host) or settings.api_key or insecure_public:
+    """Secure default: nothing reachable from the network without sign-in or a key.
+
+    The first start on a non-loopback address switches to team mode (accounts, every request signed
+    in) and prints the first administrator's one-time password here, in the operator's terminal."""
+    if is_loopback(settings.host) or settings.api_key:
         return
-    raise UserInputError(
-        f"Refusing to listen on {settings.host} without an API key: anyone on your network could use this "
-        "machine's models. Set one with --api-key KEY (or BENDI_API_KEY), or pass --insecure-public if "
-        "that is really what you want."
-    )
+    from bendi.services import build_services
+
+    services = build_services(settings)
+    if services.access.team_mode:
+        return
+    if insecure_public:
+        print(f"WARNING: serving {settings.host} with no sign-in and no API key (--insecure-public): anyone "
+              "who can reach this machine can use its models and documents.", file=sys.stderr)  # fmt: skip
+        return
+    user, password = services.init_team("admin", None)
+    print(
+        f"bendi is listening beyond this machine ({settings.host}), so it switched to team mode: every request "
+        f"needs a sign-in or an API key.\n  First administrator: {user.username}\n  One-time password: "
+        f"{password}   (shown only now; you will be asked to change it at first sign-in)\n"
+        "  Add people with `bendi admin user add NAME`. (To serve one person with a key instead: --api-key KEY.)",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
 
 
 def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
@@ -68,6 +155,7 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
     from bendi.gateway.shutdown import DrainingServer
     from bendi.services import build_services
 
+    check_tls(settings)  # before anything binds or loads: a wrong file is a sentence and exit 1
     configure_logging(settings.log_level, settings.log_format)
 
     services = build_services(settings)
@@ -80,7 +168,9 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         access_log=False,
-        http=NoDelayH11Protocol,
+        http=NoDelayH11Protocol,  # also under TLS: it finds the TCP socket beneath the SSL transport
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )
     server = DrainingServer(config, app, settings.shutdown_grace_s)
     server.run()

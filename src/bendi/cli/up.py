@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bendi.cli.serving import add_server_arguments, check_exposure, serve, settings_from_args
+from bendi.cli.serving import (
+    add_server_arguments,
+    check_exposure,
+    public_base_url,
+    serve,
+    settings_from_args,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -36,4 +42,4 @@ def handle(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     check_exposure(settings, args.insecure_public)
     model = args.model or EnginePool(settings, DataPaths(settings.home).ensure()).default_model_name()
-    return serve(settings, preload=(model,), banner=usage_banner(settings.base_url, model))
+    return serve(settings, preload=(model,), banner=usage_banner(public_base_url(settings), model))

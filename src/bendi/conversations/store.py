@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS conversations (
   max_tokens INTEGER,
   knowledge_base TEXT,
   created_at REAL NOT NULL,
-  updated_at REAL NOT NULL
+  updated_at REAL NOT NULL,
+  owner TEXT NOT NULL DEFAULT 'local'
 );
 CREATE TABLE IF NOT EXISTS messages (
   id TEXT PRIMARY KEY,
@@ -47,6 +48,9 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, seq);
 CREATE INDEX IF NOT EXISTS conversations_by_update ON conversations(updated_at DESC);
 """
+# Whose conversations a call may touch: one owner id, or ALL_OWNERS (only where the organization lets
+# administrators read everyone's). Every method takes it; there is no default.
+ALL_OWNERS = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,11 @@ class ConversationStore:
             columns = {row["name"] for row in db.execute("PRAGMA table_info(conversations)")}
             if "max_tokens" not in columns:  # a database from before answer-length limits
                 db.execute("ALTER TABLE conversations ADD COLUMN max_tokens INTEGER")
+            if "owner" not in columns:  # a database from before accounts: it was the local user's
+                db.execute("ALTER TABLE conversations ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS conversations_by_owner ON conversations(owner, updated_at DESC)"
+            )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -150,23 +159,23 @@ class ConversationStore:
             finally:
                 db.close()
 
-    def create(self, **values: Any) -> Conversation:
+    def create(self, owner: str, **values: Any) -> Conversation:
         values = _check_settings(values)
         now = time.time()
         conv_id = uuid.uuid4().hex
         with self._connect() as db:
             db.execute(
                 "INSERT INTO conversations (id, title, model, system_prompt, temperature, context_tokens,"
-                " max_tokens, knowledge_base, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " max_tokens, knowledge_base, created_at, updated_at, owner) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (conv_id, (values.get("title") or "").strip() or "New chat", values.get("model"),
                  values.get("system_prompt") or "", values.get("temperature"), values.get("context_tokens"),
-                 values.get("max_tokens"), values.get("knowledge_base"), now, now),
+                 values.get("max_tokens"), values.get("knowledge_base"), now, now, owner),
             )  # fmt: skip
-        return self.get(conv_id)
+        return self.get(conv_id, owner)
 
-    def update(self, conv_id: str, **values: Any) -> Conversation:
+    def update(self, conv_id: str, owner: str | None, **values: Any) -> Conversation:
         values = _check_settings(values)
-        self.get(conv_id)
+        self.get(conv_id, owner)
         if values:
             if "title" in values:
                 values["title"] = str(values["title"]).strip()
@@ -178,12 +187,13 @@ class ConversationStore:
                     f"UPDATE conversations SET {assignments}, updated_at = ? WHERE id = ?",
                     (*values.values(), time.time(), conv_id),
                 )
-        return self.get(conv_id)
+        return self.get(conv_id, owner)
 
-    def get(self, conv_id: str) -> Conversation:
+    def get(self, conv_id: str, owner: str | None) -> Conversation:
+        """The conversation, if `owner` may see it; another owner's reads exactly like a missing one."""
         with self._connect() as db:
             row = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
-            if row is None:
+            if row is None or (owner is not ALL_OWNERS and row["owner"] != owner):
                 raise NotFoundError(
                     f"Conversation {conv_id!r} does not exist. List them with GET /v1/conversations."
                 )
@@ -193,18 +203,18 @@ class ConversationStore:
         messages = tuple(_message(r) for r in rows)
         return _conversation(row, len(messages), messages)
 
-    def search(self, *, query: str = "", limit: int = 200) -> list[Conversation]:
-        """Newest first; `query` matches titles and message text (case-insensitive substring)."""
+    def search(self, owner: str | None, *, query: str = "", limit: int = 200) -> list[Conversation]:
+        """Newest first, `owner`'s only; `query` matches titles and message text (case-insensitive substring)."""
         sql = (
             "SELECT c.*, (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS n "
-            "FROM conversations c"
+            "FROM conversations c WHERE (? IS NULL OR c.owner = ?)"
         )
-        args: list[Any] = []
+        args: list[Any] = [owner, owner]
         if query.strip():
             pattern = "%" + query.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             sql += (
-                " WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE"
-                " m.conversation_id = c.id AND m.content LIKE ? ESCAPE '\\')"
+                " AND (c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m WHERE"
+                " m.conversation_id = c.id AND m.content LIKE ? ESCAPE '\\'))"
             )
             args += [pattern, pattern]
         sql += " ORDER BY c.updated_at DESC LIMIT ?"
@@ -213,19 +223,20 @@ class ConversationStore:
             rows = db.execute(sql, args).fetchall()
         return [_conversation(r, int(r["n"]), ()) for r in rows]
 
-    def delete(self, conv_id: str) -> None:
+    def delete(self, conv_id: str, owner: str | None) -> None:
+        self.get(conv_id, owner)
         with self._connect() as db:
             deleted = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,)).rowcount
         if not deleted:
             raise NotFoundError(f"Conversation {conv_id!r} does not exist.")
 
-    def add_message(self, conv_id: str, *, role: str, content: str, reasoning: str | None = None,
+    def add_message(self, conv_id: str, owner: str | None, *, role: str, content: str, reasoning: str | None = None,
                     citations: list[dict[str, Any]] | None = None, model: str | None = None) -> Message:  # fmt: skip
         if role not in ROLES:
             raise UserInputError(f"A message role must be one of {', '.join(ROLES)}, not {role!r}.")
         if len(content) + len(reasoning or "") > MAX_MESSAGE_CHARS:
             raise UserInputError(f"The message is longer than {MAX_MESSAGE_CHARS} characters.")
-        self.get(conv_id)
+        self.get(conv_id, owner)
         message = Message(uuid.uuid4().hex, role, content, reasoning, citations, model, time.time())
         with self._connect() as db:
             seq = db.execute(
@@ -241,8 +252,9 @@ class ConversationStore:
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (message.created_at, conv_id))
         return message
 
-    def truncate(self, conv_id: str, message_id: str) -> Conversation:
+    def truncate(self, conv_id: str, owner: str | None, message_id: str) -> Conversation:
         """Drop `message_id` and every later message (edit-and-resend, regenerate)."""
+        self.get(conv_id, owner)
         with self._connect() as db:
             row = db.execute(
                 "SELECT seq FROM messages WHERE id = ? AND conversation_id = ?", (message_id, conv_id)
@@ -251,7 +263,16 @@ class ConversationStore:
                 raise NotFoundError(f"Message {message_id!r} is not in conversation {conv_id!r}.")
             db.execute("DELETE FROM messages WHERE conversation_id = ? AND seq >= ?", (conv_id, row["seq"]))
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (time.time(), conv_id))
-        return self.get(conv_id)
+        return self.get(conv_id, owner)
+
+    def reassign(self, from_owner: str, to_owner: str) -> int:
+        """Give every conversation of one owner to another (single-user chats to the first administrator)."""
+        with self._connect() as db:
+            return int(
+                db.execute(
+                    "UPDATE conversations SET owner = ? WHERE owner = ?", (to_owner, from_owner)
+                ).rowcount
+            )
 
 
 def _message(row: sqlite3.Row) -> Message:

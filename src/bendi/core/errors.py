@@ -29,6 +29,27 @@ class InvalidNameError(UserInputError):
     code = "invalid_name"
 
 
+class AuthenticationError(BendiError):
+    """No credentials, or credentials that are wrong, expired or revoked (HTTP 401)."""
+
+    http_status = 401
+    code = "authentication_required"
+    error_type = "authentication_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class ForbiddenError(BendiError):
+    """The caller is known but may not do this (HTTP 403). Objects they may not even see are 404s."""
+
+    http_status = 403
+    code = "permission_denied"
+    error_type = "permission_error"
+
+
 class NotFoundError(BendiError):
     """A named thing (model, knowledge base, document) does not exist."""
 

@@ -89,6 +89,19 @@ class DataPaths:
     def conversations_db(self) -> Path:
         return self.home / "conversations.sqlite3"
 
+    @property
+    def access_db(self) -> Path:
+        """Accounts, departments, API keys, sessions and knowledge-base access lists."""
+        return self.home / "access.sqlite3"
+
+    @property
+    def audit_db(self) -> Path:
+        return self.home / "audit.sqlite3"
+
+    @property
+    def usage_db(self) -> Path:
+        return self.home / "usage.sqlite3"
+
     def knowledge_base_dir(self, kb_name: str) -> Path:
         return ensure_inside(
             self.knowledge, self.knowledge / safe_component(kb_name, what="knowledge-base name")

@@ -44,6 +44,43 @@ class Settings(BaseModel):
     max_request_bytes: int = 8 * 1024 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024
 
+    # organization mode (docs/security.md)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    server_names: tuple[str, ...] = ()  # Host names besides localhost, IP literals and this machine's name
+    session_idle_minutes: int = 480  # a web session ends after this long without a request
+    session_max_hours: int = 24 * 7  # and after this long whatever happens
+    min_password_chars: int = 10
+    admin_reads_conversations: bool = False
+    quota_requests_per_minute: int = 0  # per user and per key, unless set on the user or key; 0: none
+    quota_tokens_per_day: int = 0
+    audit_record_text: bool = False  # keep prompt and answer text in the audit log
+    # Successful GETs (lists, the UI's polling) are not audited unless this is on; every change, every
+    # generation or search, every refusal and every administrator action always is.
+    audit_reads: bool = False
+    audit_retention_days: int = 365
+    ldap_url: str | None = None  # e.g. ldap://dc.example.org:389 (ldaps:// for TLS)
+    ldap_user_dn: str | None = None  # template, e.g. uid={username},ou=people,dc=example,dc=org
+    ldap_bind_dn: str | None = None  # service account for search-then-bind (with ldap_user_filter)
+    ldap_bind_password: str | None = None
+    ldap_search_base: str | None = None
+    ldap_user_filter: str = "(|(uid={username})(sAMAccountName={username}))"
+    ldap_group_base: str | None = None
+    ldap_group_filter: str = "(|(member={dn})(uniqueMember={dn})(memberUid={username}))"
+    ldap_group_departments: tuple[str, ...] = ()  # "GROUP_CN_OR_DN=部门名", repeated
+    ldap_admin_groups: tuple[str, ...] = ()  # groups whose members are administrators
+    ldap_kb_editor_groups: tuple[str, ...] = ()
+    ldap_timeout_s: float = 5.0
+
+    # engines beyond llama.cpp (docs/engines.md): vLLM / SGLang as supervised processes, replicas
+    engine: Literal["auto", "llama.cpp", "vllm", "sglang"] = "auto"
+    vllm_python: str | None = None  # interpreter with vLLM installed; None: bendi's own
+    sglang_python: str | None = None
+    engine_start_timeout_s: float = 900.0  # a server engine must answer its health check by then
+    engine_restart_max: int = 5  # restarts of a crashed engine (with backoff) before it is marked failed
+    upstreams: tuple[str, ...] = ()  # MODEL=URL replicas (other bendi, vLLM, SGLang, llama-server)
+    ray_command: str = "ray"
+
     # engine
     default_model: str | None = None
     threads: int = Field(default_factory=physical_cores)
@@ -99,7 +136,9 @@ class Settings(BaseModel):
 def _coerce_env(name: str, raw: str, annotation: Any) -> Any:
     text = str(annotation)
     if "tuple" in text:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+        # ';' separates items that contain commas themselves (LDAP DNs: cn=a,ou=groups,dc=x)
+        separator = ";" if ";" in raw else ","
+        return tuple(part.strip() for part in raw.split(separator) if part.strip())
     if raw == "" and "None" in text:
         return None
     return raw

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from bendi.core.errors import EngineError, ModelTooLargeError, OverloadedError
+from bendi.core.errors import EngineError, ModelTooLargeError, OverloadedError, UserInputError
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
+from bendi.engines.hf_model import is_hf_model_dir
 from bendi.engines.protocol import Engine, EngineInfo
 from bendi.store.bundled import DEFAULT_BUNDLED
 from bendi.store.resolve import LocalModel, installed_models, resolve_model
@@ -46,6 +48,45 @@ class Verdict(Protocol):
 # (model, context tokens per sequence, models loaded now) -> verdict; None means "cannot tell": load.
 FitCheck = Callable[[LocalModel, int, list[EngineInfo]], "Verdict | None"]
 EngineFactory = Callable[[LocalModel, Settings], Engine]
+EngineKind = Literal["llama.cpp", "vllm", "sglang"]
+# (model, engine kind, settings, paths) -> a started engine server (engines/server_engine.py)
+ServerFactory = Callable[[LocalModel, EngineKind, Settings, DataPaths], Awaitable[Engine]]
+
+
+def is_hf_model(model: LocalModel) -> bool:
+    """A Hugging Face-format model (a directory with config.json): the store's `format == "hf"`
+    models, or a directory given by path."""
+    return getattr(model, "format", "") == "hf" or is_hf_model_dir(model.path)
+
+
+def hf_directory_model(path: Path) -> LocalModel:
+    """A Hugging Face-format directory given by path, named after the directory."""
+    path = path.resolve()
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
+    return LocalModel(
+        name=path.name, path=path, size_bytes=size, source="file", modified_s=path.stat().st_mtime
+    )
+
+
+def choose_engine(model: LocalModel, choice: str) -> EngineKind:
+    """The engine for `model` under `choice` (settings.engine or a per-call choice). GGUF files run on
+    llama.cpp whatever the choice; Hugging Face-format directories on vLLM (auto) or the named server."""
+    if not is_hf_model(model):
+        return "llama.cpp"
+    if choice == "llama.cpp":
+        raise UserInputError(
+            f"{model.name} is a Hugging Face-format model ({model.path}), and llama.cpp needs a GGUF file. "
+            "Serve it with --engine vllm (or auto), or use a GGUF of the same model."
+        )
+    return "sglang" if choice == "sglang" else "vllm"
+
+
+async def start_server(model: LocalModel, kind: EngineKind, settings: Settings, paths: DataPaths) -> Engine:
+    from bendi.engines.server_engine import start_server_engine
+
+    if kind == "llama.cpp":
+        raise EngineError("llama.cpp is not a server engine")  # never: choose_engine keeps them apart
+    return await start_server_engine(model.name, model.path, kind, settings, paths)
 
 
 def kv_cache_bytes(model: LocalModel, context_tokens: int) -> int:
@@ -137,11 +178,14 @@ class EnginePool:
         fit_check: FitCheck | None = None,
         engine_factory: EngineFactory | None = None,
         fits: FitCheck | None = None,  # the same as fit_check (the advisor's name for it)
+        server_factory: ServerFactory | None = None,
     ) -> None:
         self._settings = settings
         self._paths = paths
         self._fit_check: FitCheck = fit_check or fits or self._default_fit_check
         self._factory = engine_factory or llamacpp_factory
+        self._server_factory = server_factory or start_server
+        self._directories: dict[str, LocalModel] = {}  # HF-format directories given by path
         self._loaded: dict[str, _Loaded] = {}
         self._load_lock = asyncio.Lock()
         self._failures: dict[str, str] = {}
@@ -153,6 +197,8 @@ class EnginePool:
         return memory_fit_check(model, context_tokens, loaded, sequences=self._settings.parallel_sequences)
 
     def _fits(self, model: LocalModel, loaded: list[EngineInfo]) -> Verdict | None:
+        if is_hf_model(model):
+            return None  # judged by the engine server itself, which says so when it runs out of memory
         return self._fit_check(model, self._settings.context_tokens, loaded)
 
     # queries -----------------------------------------------------------------------------
@@ -168,6 +214,13 @@ class EnginePool:
         return DEFAULT_BUNDLED
 
     def resolve(self, name_or_path: str) -> LocalModel:
+        candidate = Path(name_or_path).expanduser()
+        if is_hf_model_dir(candidate):
+            model = hf_directory_model(candidate)
+            self._directories[model.name] = model
+            return model
+        if name_or_path in self._directories:
+            return self._directories[name_or_path]
         return resolve_model(self._paths, name_or_path)
 
     def loaded(self) -> list[LoadedModel]:
@@ -188,7 +241,12 @@ class EnginePool:
         return entry.engine if entry else None
 
     def failures(self) -> dict[str, str]:
-        return dict(self._failures)
+        failed = dict(self._failures)
+        for name, entry in self._loaded.items():
+            reason = getattr(entry.engine, "failure", None)  # a server engine bendi gave up restarting
+            if reason:
+                failed[name] = reason
+        return failed
 
     def stats(self) -> dict[str, SchedulerStats]:
         result = {}
@@ -199,24 +257,35 @@ class EnginePool:
         return result
 
     # loading -----------------------------------------------------------------------------
-    async def acquire(self, name_or_path: str | None = None, *, keep_alive_s: float | None = None) -> Engine:
-        """The engine for this model, loading it on first use (in a worker thread)."""
+    async def acquire(
+        self,
+        name_or_path: str | None = None,
+        *,
+        keep_alive_s: float | None = None,
+        engine: str | None = None,
+    ) -> Engine:
+        """The engine for this model, loading it on first use (llama.cpp in a worker thread; a
+        Hugging Face-format model in a supervised engine server). `engine` overrides settings.engine
+        for this load."""
         model = self.resolve(name_or_path or self.default_model_name())
+        kind = choose_engine(model, engine or self._settings.engine)
         keep = self._settings.keep_alive_s if keep_alive_s is None else keep_alive_s
+        if kind != "llama.cpp" and keep_alive_s is None:
+            keep = -1.0  # a server engine takes a minute to start: it stays up unless told otherwise
         entry = self._loaded.get(model.name)
         if entry is None:
             # One load at a time: the fit check must see the memory the previous load took.
             async with self._load_lock:
                 entry = self._loaded.get(model.name)
                 if entry is None:
-                    entry = await self._load(model, keep)
+                    entry = await self._load(model, keep, kind)
         entry.last_used_s = time.monotonic()
         if keep_alive_s is not None:
             entry.keep_alive_s = keep
         self._ensure_reaper()
         return entry.engine
 
-    async def _load(self, model: LocalModel, keep_alive_s: float) -> _Loaded:
+    async def _load(self, model: LocalModel, keep_alive_s: float, kind: EngineKind = "llama.cpp") -> _Loaded:
         if len(self._loaded) >= self._settings.max_loaded_models:
             await self._evict_one_idle()
         verdict = self._fits(model, [e.engine.info for e in self._loaded.values()])
@@ -227,7 +296,10 @@ class EnginePool:
                 "Unload other models, choose a smaller quantization (see `bendi plan`), or set BENDI_FORCE_LOAD=1."
             )
         try:
-            engine = await asyncio.to_thread(self._factory, model, self._settings)
+            if kind == "llama.cpp":
+                engine = await asyncio.to_thread(self._factory, model, self._settings)
+            else:
+                engine = await self._server_factory(model, kind, self._settings, self._paths)
         except Exception as exc:
             reason = getattr(exc, "message", None) or str(exc)
             self._failures[model.name] = reason

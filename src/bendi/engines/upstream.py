@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Literal
 
 import httpx
 
-from bendi.core.errors import ContextOverflowError, EngineError
+from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
 from bendi.engines.messages import (
     ChatMessage,
     Finished,
@@ -16,21 +18,94 @@ from bendi.engines.messages import (
     GenerationEvent,
     GenerationRequest,
     RenderedPrompt,
+    SamplingParams,
     TextDelta,
     Usage,
 )
 from bendi.engines.protocol import EngineInfo
 
 ChatRenderer = Callable[[Sequence[ChatMessage], bool], RenderedPrompt]
+# "openai": only the standard fields. "vllm": also top_k, min_p, repetition_penalty, ignore_eos, and
+# special tokens kept in the text (bendi's reasoning splitter must see "</think>"), which vLLM and
+# SGLang accept on /v1/completions.
+Dialect = Literal["openai", "vllm"]
 # Without a tokenize endpoint, count conservatively: ~3 UTF-8 bytes per token over-counts Chinese
 # and English alike, so a context check errs on the side of refusing rather than overflowing.
 BYTES_PER_TOKEN_ESTIMATE = 3
+_CONTEXT = re.compile(r"maximum context length is (\d+)")
+_PROMPT = re.compile(r"(\d+) input tokens|requested (\d+) tokens|prompt \(length (\d+)\)|(\d+) tokens in the")
+
+
+class UpstreamUnavailableError(EngineError):
+    """The engine server could not be reached, or the connection broke mid-answer."""
+
+    def __init__(self, message: str, *, before_output: bool) -> None:
+        super().__init__(message)
+        self.before_output = before_output
+
+
+def request_body(
+    served: str, prompt: str, params: SamplingParams, context_tokens: int, dialect: Dialect
+) -> dict[str, Any]:
+    """The /v1/completions body. max_tokens is always sent (the OpenAI default is 16) and never above
+    the context: vLLM clamps it to the room the prompt leaves, as bendi's llama.cpp engine does."""
+    body: dict[str, Any] = {
+        "model": served,
+        "prompt": prompt,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "presence_penalty": params.presence_penalty,
+        "frequency_penalty": params.frequency_penalty,
+        "max_tokens": max(1, min(params.max_tokens or context_tokens, context_tokens)),
+    }
+    if params.seed is not None:
+        body["seed"] = params.seed
+    if params.stop:
+        body["stop"] = list(params.stop)
+    if dialect == "vllm":
+        body.update(
+            top_k=params.top_k if params.top_k > 0 else -1,
+            min_p=params.min_p,
+            repetition_penalty=params.repeat_penalty,
+            ignore_eos=params.ignore_eos,
+            # The rendered template already holds BOS and the special tokens it needs.
+            add_special_tokens=False,
+            skip_special_tokens=False,
+            spaces_between_special_tokens=False,
+        )
+    return body
+
+
+def refusal(status: int, detail: str, max_tokens: int | None) -> Exception:
+    """The error for a non-200 answer: a context overflow, a refused request, or a failed engine."""
+    try:
+        message = str(json.loads(detail).get("error", {}).get("message") or detail)
+    except (ValueError, AttributeError):
+        message = detail
+    context = _CONTEXT.search(message)
+    if status == 400 and context:
+        prompt = next((int(g) for m in [_PROMPT.search(message)] if m for g in m.groups() if g), 0)
+        return ContextOverflowError(prompt or int(context.group(1)), int(context.group(1)), max_tokens)
+    if status in (400, 422):
+        return UserInputError(f"The engine refused the request: {message[:300]}")
+    return EngineError(f"The engine server answered {status}: {message[:500]}")
+
+
+def _usage(raw: dict[str, Any], fallback_prompt: int) -> Usage:
+    details = raw.get("prompt_tokens_details") or {}
+    return Usage(
+        int(raw.get("prompt_tokens") or fallback_prompt),
+        int(raw.get("completion_tokens") or 0),
+        int(details.get("cached_tokens") or 0),
+    )
 
 
 class UpstreamEngine:
     """Text in, text out over /v1/completions, so chat rendering and reasoning splitting stay in bendi
     (one dialect for every engine). Closing a generation closes the HTTP stream, which makes the
-    upstream server cancel the request."""
+    upstream server abort the request."""
 
     def __init__(
         self,
@@ -41,17 +116,20 @@ class UpstreamEngine:
         served_model_name: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 600.0,
+        dialect: Dialect = "openai",
     ) -> None:
-        self._base_url = base_url.rstrip("/")
+        self.base_url = base_url.rstrip("/")
         self._info = info
         self._renderer = renderer
         self._served = served_model_name or info.model_name
+        self._dialect: Dialect = dialect
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = httpx.Timeout(timeout_s, connect=10.0)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
         self._client = httpx.AsyncClient(
-            base_url=self._base_url, headers=headers, timeout=timeout, trust_env=False
+            base_url=self.base_url, headers=headers, timeout=timeout, limits=limits, trust_env=False
         )
-        self._sync = httpx.Client(base_url=self._base_url, headers=headers, timeout=10.0, trust_env=False)
+        self._sync = httpx.Client(base_url=self.base_url, headers=headers, timeout=10.0, trust_env=False)
 
     @property
     def info(self) -> EngineInfo:
@@ -79,34 +157,17 @@ class UpstreamEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         params = request.params
-        prompt_tokens = self.count_tokens(request.prompt)
-        if prompt_tokens >= self._info.context_tokens:
-            raise ContextOverflowError(prompt_tokens, self._info.context_tokens, params.max_tokens)
-        body: dict[str, object] = {
-            "model": self._served,
-            "prompt": request.prompt,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "presence_penalty": params.presence_penalty,
-            "frequency_penalty": params.frequency_penalty,
-            "max_tokens": params.max_tokens or max(1, self._info.context_tokens - prompt_tokens),
-        }
-        if params.seed is not None:
-            body["seed"] = params.seed
-        if params.stop:
-            body["stop"] = list(params.stop)
+        body = request_body(self._served, request.prompt, params, self._info.context_tokens, self._dialect)
         started = time.monotonic()
         first_token_at: float | None = None
         finish: FinishReason = "stop"
-        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=0)
-        completion_tokens = 0
+        usage = Usage(0, 0)
+        pieces = 0
         try:
             async with self._client.stream("POST", "/v1/completions", json=body) as response:
                 if response.status_code != 200:
-                    detail = (await response.aread()).decode("utf-8", "replace")[:500]
-                    raise EngineError(f"The engine server answered {response.status_code}: {detail}")
+                    detail = (await response.aread()).decode("utf-8", "replace")[:2000]
+                    raise refusal(response.status_code, detail, params.max_tokens)
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -115,23 +176,27 @@ class UpstreamEngine:
                         break
                     chunk = json.loads(payload)
                     if chunk.get("usage"):
-                        u = chunk["usage"]
-                        usage = Usage(
-                            int(u.get("prompt_tokens", prompt_tokens)), int(u.get("completion_tokens", 0))
-                        )
+                        usage = _usage(chunk["usage"], usage.prompt_tokens)
+                    if chunk.get("error"):
+                        raise EngineError(f"The engine failed during the answer: {chunk['error']}")
                     for choice in chunk.get("choices") or []:
                         text = choice.get("text") or ""
                         if text:
                             if first_token_at is None:
                                 first_token_at = time.monotonic()
-                            completion_tokens += 1
+                            pieces += 1
                             yield TextDelta(text)
-                        if choice.get("finish_reason") in ("stop", "length"):
-                            finish = choice["finish_reason"]
+                        if choice.get("finish_reason") == "length":
+                            finish = "length"
         except httpx.HTTPError as exc:
-            raise EngineError(f"Lost the connection to the engine server at {self._base_url}: {exc}") from exc
+            where = "before answering" if first_token_at is None else "during the answer"
+            raise UpstreamUnavailableError(
+                f"Lost the connection to the engine server at {self.base_url} {where}: "
+                f"{type(exc).__name__} {exc}".rstrip(),
+                before_output=first_token_at is None,
+            ) from exc
         if usage.completion_tokens == 0:
-            usage = Usage(usage.prompt_tokens, completion_tokens)
+            usage = Usage(usage.prompt_tokens, pieces, usage.cached_prompt_tokens)
         now = time.monotonic()
         yield Finished(
             finish_reason=finish,

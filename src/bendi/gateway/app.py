@@ -24,6 +24,9 @@ ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.hardware_api",
     "bendi.gateway.pulls_api",
     "bendi.gateway.knowledge_api.routes",
+    "bendi.gateway.knowledge_api.access_routes",
+    "bendi.gateway.accounts_api.auth_routes",
+    "bendi.gateway.accounts_api.admin_routes",
     "bendi.ui.routes",
 )
 
@@ -55,12 +58,18 @@ def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
     from bendi.gateway.errors import install_error_handlers
 
     install_error_handlers(app)
+    from bendi.gateway.auth import install_authentication
+
+    # Middleware added first runs innermost: metrics see every request, the Host/Origin guard
+    # refuses foreign pages before any credential is looked up, then authentication decides.
+    install_authentication(app)
+    from bendi.gateway.origin_guard import install_origin_guard
+
+    install_origin_guard(app, services.settings)
     from bendi.gateway.metrics import install_request_counter
 
     install_request_counter(app)
-    from bendi.gateway.auth import install_api_key_check
-
-    install_api_key_check(app, services.settings.api_key)
     for module_name in ROUTER_MODULES:
         app.include_router(importlib.import_module(module_name).router)
+    importlib.import_module("bendi.gateway.openapi_docs").install_openapi_docs(app)  # statuses, errors, auth
     return app

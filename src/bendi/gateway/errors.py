@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from bendi.core.errors import BendiError, OverloadedError
 
 log = logging.getLogger("bendi.gateway")
 
 _STATUS_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                 404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
-                 429: "rate_limit_error"}  # fmt: skip
+                 404: "invalid_request_error", 405: "invalid_request_error", 409: "invalid_request_error",
+                 413: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def error_payload(path: str, message: str, *, status: int, code: str, error_type: str | None = None,
@@ -30,12 +34,16 @@ def error_payload(path: str, message: str, *, status: int, code: str, error_type
 
 
 def error_response(request: Request, message: str, *, status: int, code: str, error_type: str | None = None,
-                   param: str | None = None, retry_after_s: float | None = None) -> JSONResponse:  # fmt: skip
-    headers = {"Retry-After": str(max(1, round(retry_after_s)))} if retry_after_s is not None else None
+                   param: str | None = None, retry_after_s: float | None = None,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:  # fmt: skip
+    sent = dict(headers or {})
+    if retry_after_s is not None:
+        # Rounded up: a client that waits exactly Retry-After must find the wait over.
+        sent["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
     body = error_payload(
         request.url.path, message, status=status, code=code, error_type=error_type, param=param
     )
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=sent or None)
 
 
 def bendi_error_response(request: Request, exc: BendiError) -> JSONResponse:
@@ -57,6 +65,13 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, str | None]:
     field = ".".join(loc) or None
     where = f" in '{field}'" if field else ""
     return f"Invalid request{where}: {first.get('msg', 'invalid value')}.", field
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers at this request's path."""
+    routes = request.app.router.routes
+    return [method for method in _METHODS
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)]  # fmt: skip
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -82,7 +97,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = f"No such endpoint: {request.method} {request.url.path}."
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(request, message, status=exc.status_code, code=code)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # RFC 9110: a 405 lists in `Allow` every method the resource supports. Starlette's router
+            # names only the methods of the first route that matched the path, not of all of them.
+            headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
+            if message == "Method Not Allowed":
+                message = f"{request.method} is not allowed on {request.url.path}; use {headers['Allow']}."
+        return error_response(request, message, status=exc.status_code, code=code, headers=headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

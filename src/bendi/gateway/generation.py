@@ -12,12 +12,21 @@ from typing import Any
 
 from fastapi import Request
 
-from bendi.core.errors import BendiError, OverloadedError, RequestTimeoutError
-from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, SamplingParams
+from bendi.core.errors import BendiError, ModelNotFoundError, OverloadedError, RequestTimeoutError
+from bendi.engines.messages import (
+    ChatMessage,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    SamplingParams,
+    TextDelta,
+)
 from bendi.engines.protocol import Engine
 from bendi.gateway.admission import Admission, Ticket
+from bendi.gateway.audit_hooks import note, record_usage
 from bendi.gateway.dependencies import client_id
 from bendi.gateway.metrics import Metrics
+from bendi.gateway.quotas import check_quota
 from bendi.gateway.shutdown import Drain
 from bendi.gateway.streaming import run_until_disconnect, start_generation
 from bendi.services import Services
@@ -38,6 +47,8 @@ class Session:
     _deadline_s: float
     client: str = ""
     finished: Finished | None = None
+    request: Request | None = None  # for the usage ledger and the audit record
+    answer: list[str] | None = None  # the answer's text, kept only when settings.audit_record_text
 
     async def events(self) -> AsyncIterator[GenerationEvent]:
         """The generation's events; raises a BendiError past the deadline or when the server must stop."""
@@ -52,10 +63,16 @@ class Session:
             yield self._observe(event)
 
     def _observe(self, event: GenerationEvent) -> GenerationEvent:
+        if self.answer is not None and isinstance(event, TextDelta):
+            self.answer.append(event.text)
         if isinstance(event, Finished):
             self.finished = event
             self._metrics.observe_generation(self.model, event)
             usage = event.usage  # counts and timings only: the prompt and answer are never logged
+            if self.request is not None:
+                record_usage(self.request, self.model, usage.prompt_tokens, usage.completion_tokens)
+                if self.answer is not None:
+                    note(self.request, answer="".join(self.answer))
             log.info("generation finished", extra={
                 "model": self.model, "client": self.client, "finish_reason": event.finish_reason,
                 "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
@@ -79,6 +96,16 @@ class Session:
             await self.close()
 
 
+def requested_model(services: Services, model: str | None) -> str:
+    """The model a client asked for, by name. A file or directory path is the operator's choice at
+    start-up (`bendi serve --model PATH`), never a client's: a path that is not loaded reads as unknown."""
+    name = model or services.engines.default_model_name()
+    looks_like_path = name.startswith(("/", "~", ".")) or (name.endswith(".gguf") and ":" not in name)
+    if looks_like_path and services.engines.get_loaded(name) is None:
+        raise ModelNotFoundError(f"Model {name!r} is not installed. See GET /v1/models.")
+    return name
+
+
 async def open_session(
     request: Request,
     services: Services,
@@ -92,7 +119,8 @@ async def open_session(
     """Admit, load, render and start a generation; errors before the first token raise here so the
     API layer can answer with a proper status (404, 400, 429, 503)."""
     pool = services.engines
-    local = pool.resolve(model or pool.default_model_name())  # unknown model: 404 before queueing
+    local = pool.resolve(requested_model(services, model))  # unknown model: 404 before queueing
+    check_quota(request, services)
     admission: Admission = request.app.state.admission
     metrics: Metrics = request.app.state.metrics
     try:
@@ -113,15 +141,19 @@ async def open_session(
         ticket.release()
         raise
     deadline = time.monotonic() + services.settings.request_timeout_s
+    record_text = services.settings.audit_record_text
+    if record_text:  # organizations that must keep what was asked (off by default)
+        note(request, text=messages[-1].content if messages else prompt or "")
     return Session(engine, engine.info.model_name, opens, first, rest, ticket, metrics, request.app.state.drain,
-                   deadline, client_id(request))  # fmt: skip
+                   deadline, client_id(request), request=request, answer=[] if record_text else None)  # fmt: skip
 
 
 @contextlib.asynccontextmanager
 async def admitted(request: Request, services: Services, model: str | None) -> AsyncIterator[Engine]:
     """Admission for work that is not a token stream (embeddings): the same per-model limits and
     per-client quota, on a gate of its own so embedding batches never take a chat's slot."""
-    local = services.engines.resolve(model or services.engines.default_model_name())
+    local = services.engines.resolve(requested_model(services, model))
+    check_quota(request, services)
     admission: Admission = request.app.state.admission
     gate = f"{local.name} (embeddings)"
     try:

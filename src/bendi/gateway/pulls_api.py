@@ -121,7 +121,7 @@ PullsDep = Annotated[PullRegistry, Depends(get_pulls)]
 
 
 class PullRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     model: str = Field(min_length=1, max_length=300)
 
 

@@ -37,6 +37,7 @@ SIMD_FLAGS = (
 )
 NVIDIA_SMI_TIMEOUT_S = 3.0
 MIB = 1024 * 1024
+SYSFS_NODES = Path("/sys/devices/system/node")
 
 
 def probe(disk_path: Path | None = None) -> HardwareProfile:
@@ -59,7 +60,39 @@ def probe(disk_path: Path | None = None) -> HardwareProfile:
         gpus=gpus,
         disk_free_bytes=disk_free,
         os=system,
+        numa_nodes=numa_nodes_from_sysfs(SYSFS_NODES),
     )
+
+
+def parse_cpu_list(text: str) -> tuple[int, ...]:
+    """The kernel's list format: '0-3,8,10-11' -> (0, 1, 2, 3, 8, 10, 11); anything unreadable -> ()."""
+    found: list[int] = []
+    for part in text.strip().split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return ()
+        found.extend(range(int(low), int(high or low) + 1))
+    return tuple(found)
+
+
+def numa_nodes_from_sysfs(root: Path) -> int:
+    """NUMA nodes that have CPUs (memory-only nodes such as CXL or HBM expanders do not count); 1 if unknown.
+
+    A dual-socket server shows 2 (4 with sub-NUMA clustering), a desktop 1; macOS has no such folder.
+    """
+    try:
+        listed = parse_cpu_list((root / "has_cpu").read_text())
+    except OSError:
+        listed = ()
+    if listed:
+        return len(listed)
+    count = 0
+    for node in root.glob("node[0-9]*"):
+        try:
+            count += bool(parse_cpu_list((node / "cpulist").read_text(errors="replace")))
+        except OSError:
+            continue
+    return max(count, 1)
 
 
 def _probe_cpu(system: str) -> CpuInfo:

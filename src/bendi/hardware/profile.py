@@ -39,6 +39,7 @@ class HardwareProfile:
     os: str = "linux"
     ram_bandwidth_gbps: float | None = None
     nodes: int = 1  # identical machines joined by a network (Ray); 1 for a single box
+    numa_nodes: int = 1  # memory domains with CPUs (usually sockets): /sys/devices/system/node/has_cpu
     label: str = field(default="this machine")
 
     @property

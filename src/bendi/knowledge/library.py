@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bendi.core.errors import AlreadyExistsError, NotFoundError, UserInputError
-from bendi.core.paths import DataPaths
+from bendi.access.scope import KbScope
+from bendi.core.errors import AlreadyExistsError, InvalidNameError, NotFoundError, UserInputError
+from bendi.core.names import ascii_identifier, display_name, name_key, normalize
+from bendi.core.paths import MAX_NAME_CHARS, DataPaths, safe_component
 from bendi.knowledge.embedding import CachedEmbedder, Embedder
 from bendi.knowledge.index import SQLiteIndex
 from bendi.knowledge.records import DocumentRecord
@@ -23,16 +25,18 @@ EmbedderFactory = Callable[[str], Embedder]
 
 @dataclass(frozen=True)
 class KnowledgeBaseInfo:
-    name: str
+    name: str  # the ASCII identifier used in paths and URLs
     description: str
     documents: int
     chunks: int
     embedding_model: str
     created_at: float
+    display_name: str  # the name as given (any script); the identifier for bases made before names
 
     def to_json(self) -> dict[str, object]:
-        return {"name": self.name, "description": self.description, "documents": self.documents,
-                "chunks": self.chunks, "embedding_model": self.embedding_model, "created_at": self.created_at}  # fmt: skip
+        return {"name": self.name, "display_name": self.display_name, "description": self.description,
+                "documents": self.documents, "chunks": self.chunks, "embedding_model": self.embedding_model,
+                "created_at": self.created_at}  # fmt: skip
 
 
 class KnowledgeBase:
@@ -63,10 +67,16 @@ class KnowledgeBase:
     def embedding_model(self) -> str:
         return self.index.get_meta("embedding_model") or ""
 
+    @property
+    def display_name(self) -> str:
+        """The name as given; bases made before display names existed show their identifier."""
+        return self.index.get_meta("display_name") or self.name
+
     def info(self) -> KnowledgeBaseInfo:
         docs, chunks = self.index.stats()
         return KnowledgeBaseInfo(self.name, self.index.get_meta("description") or "", docs, chunks,
-                                 self.embedding_model, float(self.index.get_meta("created_at") or 0))  # fmt: skip
+                                 self.embedding_model, float(self.index.get_meta("created_at") or 0),
+                                 self.display_name)  # fmt: skip
 
     def documents(self) -> list[DocumentRecord]:
         return self.index.documents()
@@ -84,9 +94,11 @@ class KnowledgeBase:
             return matches[0]
         if not matches:
             raise NotFoundError(
-                f"No document {ref!r} in knowledge base {self.name}; see `bendi kb docs {self.name}`."
+                f"No document {ref!r} in knowledge base {self.display_name}; see `bendi kb docs {self.name}`."
             )
-        raise UserInputError(f"{ref!r} matches {len(matches)} documents in {self.name}; give its id instead.")
+        raise UserInputError(
+            f"{ref!r} matches {len(matches)} documents in {self.display_name}; give its id instead."
+        )
 
     def delete_document(self, doc_id: int) -> None:
         stored = self.index.stored_path(doc_id)
@@ -125,7 +137,11 @@ class KnowledgeBase:
 
 
 class KnowledgeBases:
-    """All knowledge bases under BENDI_HOME/knowledge, one directory (one SQLite file) each."""
+    """All knowledge bases under BENDI_HOME/knowledge, one directory (one SQLite file) each.
+
+    A base is found by its identifier or its display name, and only inside the caller's KbScope: one
+    the scope does not allow raises the very NotFoundError of one that does not exist.
+    """
 
     def __init__(self, paths: DataPaths, embedding_model: str, make_embedder: EmbedderFactory) -> None:
         self._paths = paths
@@ -134,6 +150,7 @@ class KnowledgeBases:
         self._open: dict[str, KnowledgeBase] = {}
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
+        self._create_lock = threading.Lock()  # one create at a time: names are checked, then taken
 
     def _embedder(self, model: str) -> Embedder:
         with self._lock:
@@ -142,50 +159,105 @@ class KnowledgeBases:
                 self._embedders[model] = CachedEmbedder(inner, self._paths.cache / "embeddings.sqlite3")
             return self._embedders[model]
 
-    def names(self) -> list[str]:
+    def _ids(self) -> list[str]:
+        """Every base on disk, whoever may see it: for resolving names and keeping them unique only."""
         root = self._paths.knowledge
         if not root.is_dir():
             return []
-        return sorted(p.name for p in root.iterdir() if (p / INDEX_FILE).is_file())
+        return sorted(p.name for p in root.iterdir() if _is_identifier(p.name) and (p / INDEX_FILE).is_file())
 
-    def create(self, name: str, description: str = "", embedding_model: str | None = None) -> KnowledgeBase:
-        directory = self._paths.knowledge_base_dir(name)
-        if (directory / INDEX_FILE).exists():
-            raise AlreadyExistsError(
-                f"A knowledge base named {name} exists already; pick another name or add to it."
-            )
-        directory.mkdir(parents=True, exist_ok=True)
-        model = embedding_model or self._default_model
-        index = SQLiteIndex(directory / INDEX_FILE)
-        index.set_meta({"name": name, "description": description, "embedding_model": model,
-                        "created_at": repr(time.time())})  # fmt: skip
-        index.close()
-        return self.get(name)
-
-    def get(self, name: str) -> KnowledgeBase:
-        directory = self._paths.knowledge_base_dir(name)
+    def _open_base(self, kb_id: str) -> KnowledgeBase | None:
+        directory = self._paths.knowledge_base_dir(kb_id)
         with self._lock:
-            if name in self._open:
-                return self._open[name]
+            if kb_id in self._open:
+                return self._open[kb_id]
         if not (directory / INDEX_FILE).is_file():
-            raise NotFoundError(
-                f"There is no knowledge base named {name}. Create it with `bendi kb create {name}`."
-            )
+            return None
         index = SQLiteIndex(directory / INDEX_FILE)
         model = index.get_meta("embedding_model") or self._default_model
-        kb = KnowledgeBase(name, directory, index, lambda: self._embedder(model))
+        kb = KnowledgeBase(kb_id, directory, index, lambda: self._embedder(model))
         with self._lock:
-            return self._open.setdefault(name, kb)
+            return self._open.setdefault(kb_id, kb)
 
-    def list(self) -> list[KnowledgeBaseInfo]:
-        return [self.get(name).info() for name in self.names()]
+    def _resolve(self, ref: str) -> str | None:
+        """The identifier `ref` names: an identifier first, else the display name it equals exactly."""
+        wanted = normalize(ref)
+        ids = self._ids()
+        if wanted in ids:
+            return wanted
+        for kb_id in ids:
+            kb = self._open_base(kb_id)
+            if kb is not None and kb.display_name == wanted:
+                return kb_id
+        return None
 
-    def delete(self, name: str) -> None:
-        kb = self.get(name)
+    def _lookup(self, ref: str, scope: KbScope) -> KnowledgeBase:
+        """The base `ref` names if `scope` allows it; one it does not allow reads as missing."""
+        kb_id = self._resolve(ref)
+        kb = self._open_base(kb_id) if kb_id is not None and scope.allows(kb_id) else None
+        if kb is None:
+            raise NotFoundError(
+                f"There is no knowledge base named {ref}. Create it with `bendi kb create {ref}`."
+            )
+        return kb
+
+    def names(self, scope: KbScope) -> list[str]:
+        """The identifiers of the bases `scope` allows, sorted."""
+        return [kb_id for kb_id in self._ids() if scope.allows(kb_id)]
+
+    def create(self, name: str, description: str = "", embedding_model: str | None = None) -> KnowledgeBase:
+        """A new empty base named `name` (any script); its identifier is derived from it.
+
+        Who may create is decided by the caller's policy, so no scope is taken here.
+        """
+        display = display_name(name, what="knowledge-base name", max_chars=MAX_NAME_CHARS)
+        if "/" in display or "\\" in display:
+            raise InvalidNameError(
+                f"The knowledge-base name {display!r} contains '/' or '\\'. Knowledge-base names are used in "
+                "web addresses and commands, so leave those characters out."
+            )
+        with self._create_lock:
+            ids = self._ids()
+            key = name_key(display)
+            for kb_id in ids:
+                kb = self._open_base(kb_id)
+                if key in (name_key(kb_id), name_key(kb.display_name if kb else kb_id)):
+                    raise AlreadyExistsError(
+                        f"A knowledge base named {display} exists already; pick another name or add to it."
+                    )
+            kb_id = ascii_identifier(display, taken=ids, prefix="kb")
+            directory = self._paths.knowledge_base_dir(kb_id)
+            directory.mkdir(parents=True, exist_ok=True)
+            model = embedding_model or self._default_model
+            index = SQLiteIndex(directory / INDEX_FILE)
+            index.set_meta({"name": kb_id, "display_name": display, "description": description,
+                            "embedding_model": model, "created_at": repr(time.time())})  # fmt: skip
+            index.close()
+        created = self._open_base(kb_id)
+        if created is None:
+            raise NotFoundError(
+                f"The knowledge base {display} vanished while it was being created; try again."
+            )
+        return created
+
+    def get(self, name: str, scope: KbScope) -> KnowledgeBase:
+        """The base whose identifier or display name is `name`, if `scope` allows it (else NotFoundError)."""
+        return self._lookup(name, scope)
+
+    def list(self, scope: KbScope) -> list[KnowledgeBaseInfo]:
+        infos = []
+        for kb_id in self.names(scope):
+            kb = self._open_base(kb_id)
+            if kb is not None:  # deleted by another process a moment ago
+                infos.append(kb.info())
+        return infos
+
+    def delete(self, name: str, scope: KbScope) -> None:
+        kb = self._lookup(name, scope)
         with kb.write_lock:
             kb.close()
             with self._lock:
-                self._open.pop(name, None)
+                self._open.pop(kb.name, None)
             shutil.rmtree(kb.directory)
 
     def close(self) -> None:
@@ -193,3 +265,12 @@ class KnowledgeBases:
             for kb in self._open.values():
                 kb.close()
             self._open.clear()
+
+
+def _is_identifier(name: str) -> bool:
+    """A directory someone put under knowledge/ by hand with an unsafe name is no base; skip it."""
+    try:
+        safe_component(name)
+    except InvalidNameError:
+        return False
+    return True

@@ -14,8 +14,10 @@ from bendi.core.errors import UserInputError
 from bendi.engines.messages import ChatMessage, Finished, SamplingParams, TextDelta
 from bendi.engines.protocol import Engine
 from bendi.engines.reasoning import ReasoningSplitter
+from bendi.gateway.audit_hooks import note
+from bendi.gateway.dependencies import readable_kbs
 from bendi.gateway.errors import error_payload
-from bendi.gateway.generation import Session, error_text, open_session
+from bendi.gateway.generation import Session, error_text, open_session, requested_model
 from bendi.gateway.streaming import DONE, GuardedStreamingResponse, ndjson, run_until_disconnect, sse
 from bendi.knowledge.answer import GroundedPrompt, ground, refusal_text
 from bendi.services import Services
@@ -87,10 +89,11 @@ async def open_grounded_turn(request: Request, services: Services, *, knowledge_
                              messages: Sequence[ChatMessage], top_k: int = 5, max_tokens: int | None = None,
                              params: SamplingParams | None = None, document_ids: Sequence[int] | None = None,
                              ) -> GroundedTurn:  # fmt: skip
-    kb = services.knowledge.get(knowledge_base)
+    # The caller's readable scope, from the request: every kb:NAME chat (OpenAI, Ollama, /ask) passes here.
+    kb = services.knowledge.get(knowledge_base, readable_kbs(request))
     question, history = split_question(messages)
     pool = services.engines
-    name = model or pool.default_model_name()
+    name = requested_model(services, model)
 
     async def acquire() -> Engine:
         return await pool.acquire(name)
@@ -98,6 +101,7 @@ async def open_grounded_turn(request: Request, services: Services, *, knowledge_
     grounded, engine = await ground(kb, question, acquire, top_k=top_k, max_tokens=max_tokens or 512,
                                     min_score=services.settings.kb_min_similarity, history=history,
                                     document_ids=document_ids)  # fmt: skip
+    note(request, kb=kb.name, documents=[c.hit.file for c in grounded.citations], text=question)
     if grounded.refused or engine is None:
         return GroundedTurn(grounded, question, name, None)
     base = params or SamplingParams(temperature=0.2)

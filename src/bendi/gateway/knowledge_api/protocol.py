@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class CreateKnowledgeBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # The name as people say it, in any script ("煤矿安全法规"); bendi derives the ASCII identifier
+    # used in URLs and paths (library.KnowledgeBases.create checks and normalizes it).
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     embedding_model: str | None = None

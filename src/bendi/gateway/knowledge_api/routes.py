@@ -8,10 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from bendi.core.errors import NotFoundError, PayloadTooLargeError, UserInputError
-from bendi.core.paths import safe_component
+from bendi.access.policy import KbRight
+from bendi.access.principal import Principal
+from bendi.core.errors import ForbiddenError, PayloadTooLargeError, UserInputError
 from bendi.engines.messages import ChatMessage, SamplingParams
-from bendi.gateway.dependencies import get_services
+from bendi.gateway.audit_hooks import note, record_action
+from bendi.gateway.dependencies import get_services, principal_of, readable_kbs
 from bendi.gateway.knowledge_api.chat import ask_response, open_grounded_turn
 from bendi.gateway.knowledge_api.protocol import AskRequest, CreateKnowledgeBase, SearchRequest
 from bendi.gateway.knowledge_api.uploads import store_upload, validate_upload_name
@@ -23,8 +25,9 @@ router = APIRouter(prefix="/v1/knowledge-bases", tags=["knowledge bases"])
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _kb(services: Services, name: str) -> KnowledgeBase:
-    return services.knowledge.get(safe_component(name, what="knowledge-base name"))
+def _kb(request: Request, services: Services, name: str) -> KnowledgeBase:
+    """The base named by identifier or display name, among those this caller may read (else 404)."""
+    return services.knowledge.get(name, readable_kbs(request))
 
 
 def _worker(request: Request, services: Services) -> IngestWorker:
@@ -37,45 +40,75 @@ def _worker(request: Request, services: Services) -> IngestWorker:
     return worker
 
 
+def _writable(request: Request, services: Services, name: str, need: KbRight) -> KnowledgeBase:
+    """The base when the caller may `need` it: 404 when they cannot see it, 403 when they only read it."""
+    base = _kb(request, services, name)
+    services.access.policy.require_kb(principal_of(request), base.name, need)
+    note(request, kb=base.name)
+    return base
+
+
+def _permission(services: Services, principal: Principal, kb: str) -> str:
+    """What the caller may do with a base, for the UI: read, write, owner or admin."""
+    right = services.access.policy.kb_right(principal, kb)
+    if right == "manage":
+        return "admin" if principal.is_admin or principal.kind != "user" else "owner"
+    return right or "read"
+
+
 @router.get("")
 async def list_knowledge_bases(request: Request, services: ServicesDep) -> dict[str, Any]:
     _worker(request, services)  # started early so documents a crash left queued are picked up again
-    infos = await asyncio.to_thread(services.knowledge.list)
-    return {"data": [i.to_json() for i in infos]}
+    infos = await asyncio.to_thread(services.knowledge.list, readable_kbs(request))
+    principal = principal_of(request)
+    return {"data": [{**i.to_json(), "permission": _permission(services, principal, i.name)} for i in infos]}
 
 
 @router.post("", status_code=201)
-async def create_knowledge_base(body: CreateKnowledgeBase, services: ServicesDep) -> dict[str, Any]:
-    name = safe_component(body.name, what="knowledge-base name")
-    kb = await asyncio.to_thread(services.knowledge.create, name, body.description, body.embedding_model)
-    return kb.info().to_json()
+async def create_knowledge_base(
+    body: CreateKnowledgeBase, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    principal = principal_of(request)
+    if not services.access.policy.may_create_kb(principal):
+        raise ForbiddenError("Only administrators and knowledge-base editors may create knowledge bases.")
+    kb = await asyncio.to_thread(services.knowledge.create, body.name, body.description, body.embedding_model)
+    if principal.user_id is not None:  # team mode: the creator owns it and manages who else may use it
+        await asyncio.to_thread(services.access.grants.set_owner, kb.name, principal.user_id)
+    note(request, kb=kb.name)
+    record_action(request, "kb.create", status=201, kb=kb.name, display_name=kb.display_name)
+    return {**kb.info().to_json(), "permission": _permission(services, principal, kb.name)}
 
 
 @router.get("/{kb}")
-async def get_knowledge_base(kb: str, services: ServicesDep) -> dict[str, Any]:
-    return _kb(services, kb).info().to_json()
+async def get_knowledge_base(kb: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    return _kb(request, services, kb).info().to_json()
 
 
 @router.delete("/{kb}")
-async def delete_knowledge_base(kb: str, services: ServicesDep) -> dict[str, Any]:
-    await asyncio.to_thread(services.knowledge.delete, safe_component(kb, what="knowledge-base name"))
+async def delete_knowledge_base(kb: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+    name = _writable(request, services, kb, "manage").name
+    await asyncio.to_thread(services.knowledge.delete, name, readable_kbs(request))
+    await asyncio.to_thread(services.access.grants.forget, name)  # a new base of that name starts clean
+    record_action(request, "kb.delete", kb=name)
     return {"deleted": True}
 
 
 @router.get("/{kb}/documents")
 async def list_documents(kb: str, request: Request, services: ServicesDep) -> dict[str, Any]:
     _worker(request, services)
-    return {"data": [d.to_json() for d in _kb(services, kb).documents()]}
+    return {"data": [d.to_json() for d in _kb(request, services, kb).documents()]}
 
 
 @router.get("/{kb}/documents/{doc_id}")
-async def get_document(kb: str, doc_id: int, services: ServicesDep) -> dict[str, Any]:
-    return _kb(services, kb).index.document(doc_id).to_json()
+async def get_document(kb: str, doc_id: int, request: Request, services: ServicesDep) -> dict[str, Any]:
+    return _kb(request, services, kb).index.document(doc_id).to_json()
 
 
 @router.delete("/{kb}/documents/{doc_id}")
-async def delete_document(kb: str, doc_id: int, services: ServicesDep) -> dict[str, Any]:
-    await asyncio.to_thread(_kb(services, kb).delete_document, doc_id)
+async def delete_document(kb: str, doc_id: int, request: Request, services: ServicesDep) -> dict[str, Any]:
+    base = _writable(request, services, kb, "write")
+    note(request, documents=[base.index.document(doc_id).file])
+    await asyncio.to_thread(base.delete_document, doc_id)
     return {"deleted": True}
 
 
@@ -88,7 +121,7 @@ async def delete_document(kb: str, doc_id: int, services: ServicesDep) -> dict[s
 )  # fmt: skip
 async def upload_documents(kb: str, request: Request, services: ServicesDep) -> Any:
     """Store the uploaded files and queue them; ingestion runs in the server's background worker."""
-    base = _kb(services, kb)
+    base = _writable(request, services, kb, "write")
     limit = services.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 1024 * 1024:
@@ -120,24 +153,26 @@ async def upload_documents(kb: str, request: Request, services: ServicesDep) -> 
                                          stored_path=str(path), tags=tags)  # fmt: skip
         worker.submit(base.name, doc_id)
         docs.append(base.index.document(doc_id).to_json())
+    note(request, documents=[label for label, _ in stored])
     return JSONResponse({"data": docs}, status_code=202)
 
 
 @router.post("/{kb}/search")
-async def search_knowledge_base(kb: str, body: SearchRequest, services: ServicesDep) -> dict[str, Any]:
-    base = _kb(services, kb)
+async def search_knowledge_base(
+    kb: str, body: SearchRequest, request: Request, services: ServicesDep
+) -> dict[str, Any]:
+    base = _kb(request, services, kb)
     result = await asyncio.to_thread(base.search, body.query, top_k=body.top_k, mode=body.mode,  # type: ignore[arg-type]
                                      document_ids=body.document_ids, tags=body.tags)  # fmt: skip
+    note(request, kb=base.name, documents=[h.file for h in result.hits], text=body.query)
     return {"data": [h.to_json() for h in result.hits]}
 
 
 @router.post("/{kb}/ask", response_model=None)
 async def ask_knowledge_base(kb: str, body: AskRequest, request: Request, services: ServicesDep) -> Any:
-    name = safe_component(kb, what="knowledge-base name")
-    if name not in services.knowledge.names():
-        raise NotFoundError(f"There is no knowledge base named {name}.")
+    # open_grounded_turn looks the base up in the caller's scope before any model is acquired.
     turn = await open_grounded_turn(
-        request, services, knowledge_base=name, model=body.model,
+        request, services, knowledge_base=kb, model=body.model,
         messages=[ChatMessage("user", body.question)], top_k=body.top_k, max_tokens=body.max_tokens,
         params=SamplingParams(temperature=body.temperature), document_ids=body.document_ids,
     )  # fmt: skip

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from bendi.access.scope import KbScope
 from bendi.core.errors import BendiError
 from bendi.knowledge.ingest import ingest_file
 from bendi.knowledge.library import KnowledgeBases
@@ -22,6 +23,10 @@ class _Job:
 
 
 class IngestWorker:
+    """Ingests for the server itself, so it sees every base (KbScope.everything()): the routes that
+    queue a job have already looked the base up in the uploader's scope, and recovery after a crash
+    belongs to no caller at all."""
+
     def __init__(self, knowledge: KnowledgeBases) -> None:
         self._knowledge = knowledge
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -31,9 +36,10 @@ class IngestWorker:
 
     def _recover(self) -> None:
         """Documents left queued or half-processed by a previous run (crash, kill -9) are redone."""
-        for name in self._knowledge.names():
+        everything = KbScope.everything()
+        for name in self._knowledge.names(everything):
             try:
-                for doc_id in self._knowledge.get(name).index.pending_documents():
+                for doc_id in self._knowledge.get(name, everything).index.pending_documents():
                     self.submit(name, doc_id)
             except BendiError as exc:
                 log.warning("cannot recover pending documents of %s: %s", name, exc.message)
@@ -62,7 +68,7 @@ class IngestWorker:
 
     def _process(self, job: _Job) -> None:
         try:
-            kb = self._knowledge.get(job.kb_name)
+            kb = self._knowledge.get(job.kb_name, KbScope.everything())  # see the class docstring
         except BendiError:
             return  # the base was deleted while the job waited
         stored = kb.index.stored_path(job.doc_id)

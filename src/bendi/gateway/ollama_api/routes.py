@@ -282,8 +282,10 @@ async def _embed(
     request: Request, services: Services, model: str, texts: list[str], keep: float | None
 ) -> tuple[str, list[list[float]], bool]:
     async with admitted(request, services, model or None) as engine:
-        await services.engines.acquire(engine.info.model_name, keep_alive_s=keep)  # honour keep_alive
         vectors = await engine.embed(texts)
+        # keep_alive counts from the end of the request: set before embedding, a keep_alive of 0 let
+        # the pool unload the model under the running embedding (a crash in llama.cpp).
+        await services.engines.acquire(engine.info.model_name, keep_alive_s=keep)
     return engine.info.model_name, vectors, engine.info.embeddings_are_fallback
 
 

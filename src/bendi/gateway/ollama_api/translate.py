@@ -40,7 +40,7 @@ def to_messages(messages: list[OllamaMessage], system: str | None = None) -> lis
             raise UserInputError(
                 f"Unknown message role {message.role!r}: use system, user, assistant or tool."
             )
-        out.append(ChatMessage(message.role, message.content, message.thinking))  # type: ignore[arg-type]
+        out.append(ChatMessage(message.role, message.content, message.thinking))
     return out
 
 

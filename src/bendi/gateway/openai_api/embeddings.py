@@ -7,9 +7,10 @@ import struct
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from bendi.core.errors import UserInputError
+from bendi.gateway.audit_hooks import record_usage
 from bendi.gateway.dependencies import get_services
 from bendi.gateway.generation import admitted
 from bendi.services import Services
@@ -19,9 +20,10 @@ MAX_INPUTS = 2048
 
 
 class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     model: str | None = None
-    input: str | list[str]
+    # 1 to MAX_INPUTS strings: checked by the route (its message), stated here for the schema.
+    input: str | Annotated[list[str], Field(json_schema_extra={"minItems": 1, "maxItems": MAX_INPUTS})]
     encoding_format: Literal["float", "base64"] = "float"
 
 
@@ -50,6 +52,7 @@ async def create_embeddings(
         "usage": {"prompt_tokens": sum(engine.count_tokens(t) for t in texts), "total_tokens": 0},
     }
     result["usage"]["total_tokens"] = result["usage"]["prompt_tokens"]
+    record_usage(request, engine.info.model_name, result["usage"]["prompt_tokens"], 0)
     if engine.info.embeddings_are_fallback:
         # A chat model's mean-pooled hidden states, not a trained embedding model: say so.
         response.headers["X-Bendi-Embedding-Source"] = "pooled-chat-model"

@@ -8,7 +8,7 @@ from typing import Any
 
 from bendi.core.errors import UserInputError
 from bendi.engines.messages import ChatMessage, SamplingParams
-from bendi.gateway.openai_api.protocol import ChatCompletionRequest, ChatMessageIn, SamplingFields
+from bendi.gateway.openai_api.protocol import MAX_STOPS, ChatCompletionRequest, ChatMessageIn, SamplingFields
 
 
 def _text_of(message: ChatMessageIn) -> str:
@@ -46,8 +46,8 @@ def to_sampling(fields: SamplingFields, max_tokens: int | None) -> SamplingParam
     check_n(fields)
     stop = fields.stop
     stops: tuple[str, ...] = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    if len(stops) > 16:
-        raise UserInputError("At most 16 stop strings are supported.")
+    if len(stops) > MAX_STOPS:
+        raise UserInputError(f"At most {MAX_STOPS} stop strings are supported.")
     defaults = SamplingParams()
     return SamplingParams(
         max_tokens=max_tokens,

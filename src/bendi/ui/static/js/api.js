@@ -1,37 +1,60 @@
-// The public HTTP APIs, as any client would call them (same origin; an optional API key).
+// The public HTTP APIs, as any client would call them: same origin, and either the optional API key
+// (single-user mode) or the session cookie plus its CSRF token (team mode).
 export class ApiError extends Error {
-  constructor(message, status) { super(message); this.status = status; }
+  constructor(message, status, retryAfter = null) { super(message); this.status = status; this.retryAfter = retryAfter; }
 }
 
-export function apiKey() { return localStorage.getItem("bendi.apiKey") || ""; }
+// Team mode keeps nothing in web storage: the session is an HttpOnly cookie and the CSRF token lives
+// in this object only (re-read from /v1/auth/status after a reload).
+const auth = { team: false, csrf: "", onUnauthorized: null };
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+export function setTeamSession({ team, csrf = "", onUnauthorized = null }) {
+  auth.team = team;
+  auth.csrf = csrf || "";
+  auth.onUnauthorized = onUnauthorized;
+  if (team) localStorage.removeItem("bendi.apiKey"); // a single-user key must not linger beside a session
+}
+export function setCsrf(token) { auth.csrf = token || ""; }
+
+export function apiKey() { return auth.team ? "" : localStorage.getItem("bendi.apiKey") || ""; }
 export function setApiKey(key) { key ? localStorage.setItem("bendi.apiKey", key) : localStorage.removeItem("bendi.apiKey"); }
 
-function headers(extra = {}) {
+// The credentials for one request: the CSRF header on every state-changing call in team mode.
+export function authHeaders(method = "GET", extra = {}) {
   const out = { ...extra };
   const key = apiKey();
   if (key) out.Authorization = `Bearer ${key}`;
+  if (auth.team && auth.csrf && !SAFE_METHODS.has(method.toUpperCase())) out["X-CSRF-Token"] = auth.csrf;
   return out;
 }
 
-async function errorFrom(response) {
+// A 401 in team mode means the session ended (logout elsewhere, expiry): back to the login page.
+export function unauthorized(status) {
+  if (status === 401 && auth.team && auth.onUnauthorized) auth.onUnauthorized();
+}
+
+async function errorFrom(response, quiet401 = false) {
   let message = `${response.status} ${response.statusText}`;
   try {
     const body = await response.json();
     const error = body.error ?? body.detail;
     message = typeof error === "string" ? error : (error?.message ?? message);
   } catch { /* not JSON: keep the status line */ }
-  return new ApiError(message, response.status);
+  const retry = Number(response.headers.get("Retry-After"));
+  if (!quiet401) unauthorized(response.status);
+  return new ApiError(message, response.status, Number.isFinite(retry) && retry > 0 ? retry : null);
 }
 
-export async function request(method, path, body, { signal } = {}) {
-  const init = { method, headers: headers(), signal };
+export async function request(method, path, body, { signal, quiet401 = false } = {}) {
+  const init = { method, headers: authHeaders(method), signal, credentials: "same-origin" };
   if (body instanceof FormData) init.body = body;
   else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
   const response = await fetch(path, init);
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) throw await errorFrom(response, quiet401);
   if (response.status === 204) return null;
   return response.json();
 }
@@ -40,6 +63,7 @@ export const get = (path, opts) => request("GET", path, undefined, opts);
 export const post = (path, body, opts) => request("POST", path, body ?? {}, opts);
 export const patch = (path, body) => request("PATCH", path, body);
 export const del = (path, body) => request("DELETE", path, body);
+export const put = (path, body) => request("PUT", path, body);
 
 async function* lines(response) {
   const reader = response.body.getReader();
@@ -60,8 +84,8 @@ async function* lines(response) {
 
 async function open(path, body, signal) {
   const response = await fetch(path, {
-    method: "POST", signal, body: JSON.stringify(body),
-    headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
+    method: "POST", signal, body: JSON.stringify(body), credentials: "same-origin",
+    headers: authHeaders("POST", { "Content-Type": "application/json", Accept: "text/event-stream" }),
   });
   if (!response.ok) throw await errorFrom(response);
   return response;

@@ -2,7 +2,7 @@
 import { h, clear, formatBytes, toast } from "./elements.js";
 import { get, post, patch, del, sse } from "./api.js";
 import { t } from "./i18n.js";
-import { state, on, emit, refreshModels, refreshKnowledgeBases, verdictFor } from "./state.js";
+import { state, on, emit, refreshModels, refreshKnowledgeBases, verdictFor, kbLabel } from "./state.js";
 import { AssistantView, assistantFromStored, userView } from "./messages.js";
 
 let ui = null;
@@ -33,7 +33,7 @@ function fillKbPicker() {
   const select = ui.kb;
   const wanted = conversation ? conversation.knowledge_base ?? "" : pendingKb ?? select.value ?? "";
   clear(select).append(h("option", { value: "", text: t("chat.noKb") }));
-  for (const kb of state.knowledgeBases) select.append(h("option", { value: kb.name, text: kb.name }));
+  for (const kb of state.knowledgeBases) select.append(h("option", { value: kb.name, text: kbLabel(kb) }));
   select.value = state.knowledgeBases.some((kb) => kb.name === wanted) ? wanted : "";
 }
 

@@ -39,6 +39,19 @@ export function formatBytes(bytes) {
   return `${value.toFixed(value >= 100 || unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
 
+// Server times come as epoch seconds (or ISO text); shown in the page's language, to the minute.
+export function formatTime(value) {
+  if (value === null || value === undefined || value === "") return "—";
+  const date = typeof value === "number" ? new Date(value < 1e12 ? value * 1000 : value) : new Date(value);
+  if (Number.isNaN(date.getTime())) return String(value);
+  return date.toLocaleString(document.documentElement.lang || undefined,
+    { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+export function formatCount(value) {
+  return value === null || value === undefined ? "—" : Number(value).toLocaleString(document.documentElement.lang || undefined);
+}
+
 export function toast(message, kind = "") {
   const box = document.getElementById("toasts");
   const item = h("div", { class: `toast ${kind}`, role: "status", text: message });

@@ -9,6 +9,10 @@ const PATHS = {
   menu: "M4 6h16 M4 12h16 M4 18h16",
   book: "M4 5a2 2 0 0 1 2-2h13v16H6a2 2 0 0 0-2 2z M4 19V5",
   check: "M5 12l5 5 9-10",
+  user: "M12 12a4 4 0 1 0 0-8 4 4 0 0 0 0 8z M4 20c1.5-3.5 4.5-5 8-5s6.5 1.5 8 5",
+  logout: "M14 4h5v16h-5 M9 8l-4 4 4 4 M5 12h11",
+  key: "M8 15a4 4 0 1 0 0-8 4 4 0 0 0 0 8z M11 11h10 M18 11v3 M21 11v2",
+  shield: "M12 3l8 3v6c0 5-3.5 8-8 9-4.5-1-8-4-8-9V6z",
 };
 
 export function icon(name, size = 16) {

@@ -1,9 +1,12 @@
-// Knowledge bases: create, upload files/folders with per-file progress, document status, delete, chat.
+// Knowledge bases: create, upload files/folders with per-file progress, document status, delete, chat;
+// in team mode the owner's access panel.
 import { h, clear, formatBytes, toast } from "./elements.js";
-import { get, post, del, apiKey } from "./api.js";
+import { get, post, del, authHeaders, unauthorized } from "./api.js";
 import { t } from "./i18n.js";
-import { state, refreshKnowledgeBases, on } from "./state.js";
+import { state, refreshKnowledgeBases, on, kbLabel } from "./state.js";
 import { newChatWithKnowledgeBase } from "./chat.js";
+import { isTeam, isAdmin, canCreateKnowledgeBases } from "./auth.js";
+import { accessPanel } from "./access.js";
 
 let ui = null;
 let selected = null;
@@ -20,8 +23,9 @@ export function mountKnowledge(view) {
   const create = h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); createKb(); } },
     ui.name, h("button", { class: "primary", type: "submit", id: "kb-create", text: t("kb.create") }));
   view.append(h("div", { class: "page kb-layout" },
-    h("div", {}, h("div", { class: "card" }, h("h2", { text: t("kb.new") }), create, h("p", { class: "muted small", text: t("kb.nameHint") })),
-      h("div", { class: "card" }, h("h2", { text: t("kb.all") }), ui.list)),
+    h("div", {}, canCreateKnowledgeBases()
+      ? h("div", { class: "card" }, h("h2", { text: t("kb.new") }), create, h("p", { class: "muted small", text: t("kb.nameHint") })) : null,
+    h("div", { class: "card" }, h("h2", { text: t("kb.all") }), ui.list)),
     ui.detail));
   on("knowledgeBases", renderList);
   refreshKnowledgeBases();
@@ -33,9 +37,10 @@ async function createKb() {
   const name = ui.name.value.trim();
   if (!name) return;
   try {
-    await post("/v1/knowledge-bases", { name });
+    // Any script: the server keeps this as the display name and derives the ASCII identifier.
+    const created = await post("/v1/knowledge-bases", { name });
     ui.name.value = "";
-    selected = name;
+    selected = created?.name ?? name;
     await refreshKnowledgeBases();
     renderDetail();
   } catch (e) { toast(e.message, "error"); }
@@ -49,7 +54,7 @@ function renderList() {
   for (const kb of state.knowledgeBases) {
     ui.list.append(h("button", { class: `kb-item${kb.name === selected ? " active" : ""}`, type: "button", dataset: { name: kb.name },
       onclick: () => { selected = kb.name; renderList(); renderDetail(); } },
-      h("span", { class: "n", text: kb.name }),
+      h("span", { class: "n", text: kbLabel(kb) }),
       h("span", { class: "muted small", text: t("kb.counts", { docs: kb.documents ?? 0, chunks: kb.chunks ?? 0 }) })));
   }
 }
@@ -60,6 +65,10 @@ function renderDetail() {
   uploads.clear();
   if (!selected) { ui.detail.append(h("div", { class: "card empty", text: t("kb.pick") })); return; }
   const kbName = selected;
+  const info = state.knowledgeBases.find((kb) => kb.name === kbName) ?? { name: kbName };
+  const label = kbLabel(info);
+  // Team mode: a base granted read-only takes no uploads; deleting it is for its owner and admins.
+  const writable = !isTeam() || isAdmin() || info.permission === undefined || ["write", "owner", "admin"].includes(info.permission);
   const fileInput = h("input", { type: "file", multiple: true, id: "kb-file-input", hidden: true, onchange: (e) => upload(kbName, [...e.target.files]) });
   const folderInput = h("input", { type: "file", multiple: true, webkitdirectory: true, hidden: true, onchange: (e) => upload(kbName, [...e.target.files]) });
   const drop = h("div", { class: "dropzone" },
@@ -74,23 +83,27 @@ function renderDetail() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload(kbName, [...e.dataTransfer.files]); });
   ui.uploadRows = h("tbody");
   ui.docs = h("tbody", { id: "kb-docs" });
+  const deleteButton = h("button", { class: "danger", type: "button", id: "kb-delete", text: t("kb.delete"), hidden: isTeam() && !isAdmin(),
+    onclick: () => deleteKb(kbName, label) });
   ui.detail.append(
     h("div", { class: "card" },
-      h("div", { class: "row" }, h("h2", { class: "kb-title", icon: "book" }, ` ${kbName}`),
+      h("div", { class: "row" }, h("h2", { class: "kb-title", icon: "book" }, ` ${label}`),
         h("span", { class: "push-right row" },
           h("button", { class: "primary", type: "button", id: "kb-chat", text: t("kb.chat"), onclick: () => newChatWithKnowledgeBase(kbName) }),
-          h("button", { class: "danger", type: "button", text: t("kb.delete"), onclick: () => deleteKb(kbName) }))),
-      drop,
+          deleteButton)),
+      label !== kbName ? h("p", { class: "muted small kb-id" }, t("kb.identifier"), h("code", { text: kbName })) : null,
+      writable ? drop : h("p", { class: "muted small", id: "kb-read-only", text: t("kb.readOnly") }),
       h("div", { class: "table-wrap" }, h("table", { class: "data uploads" }, ui.uploadRows))),
     h("div", { class: "card" }, h("h2", { text: t("kb.documents") }),
       h("div", { class: "table-wrap" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, ["kb.file", "kb.status", "kb.pages", "kb.chunks", "kb.size", ""].map((k) => h("th", { text: k ? t(k) : "" })))),
         ui.docs))));
+  if (isTeam()) ui.detail.append(accessPanel(kbName, { onManage: (may) => { deleteButton.hidden = !may; } }));
   loadDocs(kbName);
 }
 
-async function deleteKb(name) {
-  if (!confirm(t("kb.confirmDelete", { name }))) return;
+async function deleteKb(name, label) {
+  if (!confirm(t("kb.confirmDelete", { name: label }))) return;
   try {
     await del(`/v1/knowledge-bases/${encodeURIComponent(name)}`);
     selected = null;
@@ -157,11 +170,12 @@ function sendFile(kbName, file, label, onProgress) {
     form.append("files", file, label);
     const xhr = new XMLHttpRequest();
     xhr.open("POST", `/v1/knowledge-bases/${encodeURIComponent(kbName)}/documents`);
-    if (apiKey()) xhr.setRequestHeader("Authorization", `Bearer ${apiKey()}`);
+    for (const [header, value] of Object.entries(authHeaders("POST"))) xhr.setRequestHeader(header, value);
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
     xhr.onload = () => {
       if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
       else {
+        unauthorized(xhr.status);
         let message = `${xhr.status}`;
         try { const body = JSON.parse(xhr.responseText); message = body.error?.message ?? body.error ?? message; } catch { /* keep status */ }
         reject(new Error(message));

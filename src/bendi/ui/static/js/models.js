@@ -5,6 +5,7 @@ import { get, post, del, request } from "./api.js";
 import { t } from "./i18n.js";
 import { state, refreshModels, refreshVerdicts, on, verdictFor } from "./state.js";
 import { collapseRows } from "./hardware.js";
+import { isAdmin } from "./auth.js";
 
 let ui = null;
 let pollTimer = null;
@@ -15,24 +16,25 @@ export function mountModels(view) {
   ui.pulls = h("div", { id: "pulls" });
   ui.catalog = h("tbody", { id: "catalog-models" });
   ui.custom = h("input", { type: "text", id: "pull-name", placeholder: "deepseek-r1:7b" });
+  // Pulling and deleting models is for administrators (team mode); everyone sees what is installed.
+  const manage = isAdmin();
   view.append(h("div", { class: "page" },
     h("div", { class: "card" }, h("h2", { text: t("models.installed") }),
       h("div", { class: "table-wrap" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, ["models.name", "models.size", "models.quant", "models.context", "models.state", ""].map((k) => h("th", { text: k ? t(k) : "" })))),
         ui.installed))),
-    h("div", { class: "card" }, h("h2", { text: t("models.pull") }),
+    !manage ? null : h("div", { class: "card" }, h("h2", { text: t("models.pull") }),
       h("form", { class: "row", onsubmit: (e) => { e.preventDefault(); startPull(ui.custom.value.trim()); } },
         ui.custom, h("button", { class: "primary", type: "submit", id: "pull-start", text: t("models.pullButton") })),
       ui.pulls),
-    h("div", { class: "card" }, h("h2", { text: t("models.catalog") }), h("p", { class: "muted small", text: t("models.catalogHint") }),
+    !manage ? null : h("div", { class: "card" }, h("h2", { text: t("models.catalog") }), h("p", { class: "muted small", text: t("models.catalogHint") }),
       h("div", { class: "table-wrap" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, ["models.name", "models.size", "models.fit", "models.speed", ""].map((k) => h("th", { text: k ? t(k) : "" })))),
         ui.catalog)))));
   on("models", renderInstalled);
   on("verdicts", () => { renderCatalog(); renderInstalled(); });
   refresh();
-  renderCatalog();
-  pollPulls();
+  if (manage) { renderCatalog(); pollPulls(); }
   return [h("button", { type: "button", icon: "refresh", onclick: refresh }, ` ${t("common.refresh")}`)];
 }
 
@@ -60,7 +62,7 @@ async function renderInstalled() {
       h("td", {}, running
         ? h("span", { class: "badge ok", text: `${t("models.loaded")} · ${formatBytes(running.size)}` })
         : h("span", { class: "badge gray", text: t("models.notLoaded") })),
-      h("td", {}, h("button", { class: "icon-btn", type: "button", title: t("common.delete"), icon: "trash", onclick: () => removeModel(m.name) }))));
+      h("td", {}, isAdmin() ? h("button", { class: "icon-btn", type: "button", title: t("common.delete"), icon: "trash", onclick: () => removeModel(m.name) }) : null)));
   }
 }
 

@@ -2,6 +2,7 @@
 import { h, clear, copyText, toast } from "./elements.js";
 import { t, language, setLanguage } from "./i18n.js";
 import { apiKey, setApiKey } from "./api.js";
+import { isTeam } from "./auth.js";
 import { state } from "./state.js";
 
 function snippets(base, model, key) {
@@ -25,7 +26,8 @@ export function mountSettings(view) {
   const tabs = h("div", { class: "tabs" });
   const render = () => {
     const model = state.models[0]?.name ?? "deepseek-r1:7b";
-    const code = snippets(base, model, apiKey())[tab];
+    // Team mode: keys come from My account and are never kept in the page, so the snippet shows where one goes.
+    const code = snippets(base, model, isTeam() ? "YOUR_API_KEY" : apiKey())[tab];
     clear(tabs).append(...["curl", "openai", "ollama"].map((name) => h("button", { type: "button", class: name === tab ? "active" : "", text: name,
       onclick: () => { tab = name; render(); } })));
     clear(snippetBox).append(h("div", { class: "row" }, tabs,
@@ -41,7 +43,7 @@ export function mountSettings(view) {
   view.append(h("div", { class: "page" },
     h("div", { class: "card" }, h("h2", { text: t("settings.general") }),
       h("div", { class: "grid" }, h("label", { class: "field" }, h("span", { text: t("settings.language") }), lang),
-        h("label", { class: "field" }, h("span", { text: t("settings.apiKey") }), key))),
+        isTeam() ? h("p", { class: "muted small", text: t("settings.teamKeys") }) : h("label", { class: "field" }, h("span", { text: t("settings.apiKey") }), key))),
     h("div", { class: "card" }, h("h2", { text: t("settings.api") }), h("p", { class: "muted small", text: t("settings.apiHint") }), urls),
     h("div", { class: "card" }, h("h2", { text: t("settings.snippets") }), snippetBox)));
   render();

@@ -49,6 +49,9 @@ export async function refreshKnowledgeBases() {
   return state.knowledgeBases;
 }
 
+// A knowledge base as people know it: its display name (any script), else its identifier.
+export const kbLabel = (kb) => kb.display_name || kb.name;
+
 // The advisor's verdict for an installed model: its exact catalog name, else the tag's best-ranked
 // quant ("deepseek-r1:7b" is pulled as the catalog's default quant of that tag).
 export function verdictFor(name) {
