@@ -13,7 +13,9 @@ import httpx
 BENDI = str(Path(sys.executable).parent / "bendi")
 
 
-def test_a_first_public_start_switches_to_team_mode_with_a_one_time_password(bendi_home: Path, port: int) -> None:
+def test_a_first_public_start_switches_to_team_mode_with_a_one_time_password(
+    bendi_home: Path, port: int
+) -> None:
     # The port is taken on loopback, so the public bind fails right after the switch: nothing is ever
     # reachable from the network during the test.
     import socket

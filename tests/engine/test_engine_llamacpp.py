@@ -172,3 +172,31 @@ def test_an_empty_prompt_starts_from_the_start_token(engine, collect) -> None:  
     _, finished = asyncio.run(collect(engine, "", max_tokens=3, temperature=0))
     assert finished.usage.prompt_tokens == 1
     assert finished.finish_reason in ("length", "stop")
+
+
+def test_closing_during_embeddings_waits_for_them_and_later_ones_are_refused(smollm2_path) -> None:  # type: ignore[no-untyped-def]
+    # keep_alive 0 unloads a model at once; an embedding still running on it must finish first,
+    # and one that was waiting must get a clear error instead of touching freed memory (a segfault).
+    from bendi.core.errors import EngineError
+    from bendi.engines.llamacpp.engine import LlamaCppEngine
+    from bendi.engines.llamacpp.model import ContextConfig
+
+    engine = LlamaCppEngine(
+        "smollm2:135m",
+        smollm2_path,
+        ContextConfig(context_tokens=512, sequences=1, batch_tokens=256, threads=1),
+    )
+
+    async def race() -> tuple[object, object]:
+        texts = ["瓦斯检查 " * 60] * 4
+        running = asyncio.create_task(engine.embed(texts))
+        await asyncio.sleep(0)  # the embedding takes the lock first
+        closing = asyncio.create_task(engine.close())
+        waiting = asyncio.create_task(engine.embed(["after"]))
+        results = await asyncio.gather(running, waiting, return_exceptions=True)
+        await closing
+        return results[0], results[1]
+
+    first, second = asyncio.run(race())
+    assert isinstance(first, list) and len(first) == 4
+    assert isinstance(second, EngineError)

@@ -55,10 +55,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                              files={"files": ("a.md", f"# 第一条\n{CANARY}\n".encode(), "text/markdown")})  # fmt: skip
         assert upload.status_code == 202, upload.text
         doc_id = upload.json()["data"][0]["id"]
-        grant = a.call("POST", f"/v1/knowledge-bases/{kb}/access", {"department": "通风科", "permission": "read"})
+        grant = a.call(
+            "POST", f"/v1/knowledge-bases/{kb}/access", {"department": "通风科", "permission": "read"}
+        )
         assert grant.status_code == 201, grant.text
         conversation = a.call("POST", "/v1/conversations", {"title": "A's chat"}).json()
-        a.call("POST", f"/v1/conversations/{conversation['id']}/messages", {"role": "user", "content": CANARY})
+        a.call(
+            "POST", f"/v1/conversations/{conversation['id']}/messages", {"role": "user", "content": CANARY}
+        )
         message_id = a.call("GET", f"/v1/conversations/{conversation['id']}").json()["messages"][0]["id"]
         yield {"services": services, "a": a, "b": b, "b_session": b_session, "kb": kb, "doc_id": doc_id, "grant_id": grant.json()["id"],
                "conversation": conversation["id"], "message_id": message_id, "key_a": info_a.id,

@@ -115,8 +115,9 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/knowledge-bases/{kb}/ask"): GENERATION,
     ("POST", "/v1/knowledge-bases/{kb}/access"): (409,),
     ("POST", "/v1/auth/login"): (401, 429),
+    ("POST", "/v1/auth/password"): (401, 429),  # a wrong current password counts as a failed sign-in
     ("POST", "/v1/auth/keys"): (403, 409),  # 403 also in single-user mode: keys belong to users
-    ("POST", "/v1/admin/users"): (409,),
+    ("POST", "/v1/admin/users"): (404, 409),  # 404: no such department
     ("PATCH", "/v1/admin/users/{user_id}"): (409,),
     ("POST", "/v1/admin/departments"): (409,),
     ("POST", "/v1/admin/keys"): (404, 409),  # 404: no such user

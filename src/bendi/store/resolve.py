@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bendi.core.errors import ModelNotFoundError
+from bendi.core.errors import InvalidNameError, ModelNotFoundError
 from bendi.core.paths import DataPaths
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path, find_bundled
 
@@ -47,7 +47,10 @@ def resolve_model(paths: DataPaths, name_or_path: str) -> LocalModel:
             return _local(bundled.name, path, "bundled")
     from bendi.store.registry import find_installed  # the store's manifests (model-store issue)
 
-    installed = find_installed(paths, name_or_path)
+    try:
+        installed = find_installed(paths, name_or_path)
+    except InvalidNameError:  # a name that cannot exist is simply not installed (404, like any unknown)
+        installed = None
     if installed is not None:
         return installed
     from bendi.store.reference import is_hub_reference

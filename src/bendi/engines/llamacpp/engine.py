@@ -41,6 +41,7 @@ class LlamaCppEngine:
         )
         self._embedder: LlamaModel | None = None
         self._embed_lock = asyncio.Lock()
+        self._closed = False
         arch = meta.get("general.architecture", "")
         trained_ctx = meta.get(f"{arch}.context_length", "")
         self._info = EngineInfo(
@@ -124,6 +125,8 @@ class LlamaCppEngine:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         async with self._embed_lock:
+            if self._closed:  # unloaded (keep_alive 0) while this request waited: never touch freed memory
+                raise EngineError("The model was unloaded while this request waited; send it again.")
             return await asyncio.to_thread(self._embed_sync, list(texts))
 
     def _embed_sync(self, texts: list[str]) -> list[list[float]]:
@@ -175,6 +178,9 @@ class LlamaCppEngine:
         return vectors
 
     async def close(self) -> None:
+        # An embedding running on a worker thread holds the lock: wait for it before freeing the model.
+        async with self._embed_lock:
+            self._closed = True
         await asyncio.to_thread(self._scheduler.shutdown)
         with contextlib.suppress(Exception):
             self._model.close()
