@@ -92,8 +92,9 @@ class Authentication:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         template = route_template(self.routes(), scope)
         state = scope.setdefault("state", {})
+        team = access.team_mode  # one read per request: `bendi admin init` elsewhere applies at once
         try:
-            if access.team_mode:
+            if team:
                 principal = self._team_principal(access, scope, headers, state)
             else:
                 public = template is not None and rule_for(scope["method"], template) == "public"
@@ -101,11 +102,11 @@ class Authentication:
             state["principal"] = principal
             rule = access.policy.authorize_route(principal, scope["method"], template) if template else None
         except BendiError as exc:
-            if template is not None and access.team_mode:
+            if template is not None and team:
                 self._audit_request(state, scope, template, exc.http_status)
             await bendi_error_response(Request(scope), exc)(scope, receive, send)
             return
-        if not access.team_mode or rule in UNAUDITED_RULES or template is None:
+        if not team or rule in UNAUDITED_RULES or template is None:
             await self.app(scope, receive, send)
             return
         quiet_read = (
