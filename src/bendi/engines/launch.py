@@ -333,6 +333,7 @@ def cluster_plan(
 
 def _front_door(served_model_name: str, port: int) -> str:
     return (
-        f"The engine listens on the head's loopback only; bendi serve --upstream "
-        f"{served_model_name}=http://127.0.0.1:{port} on the head puts bendi's APIs in front of it."
+        f"The engine listens on the head's loopback only (http://127.0.0.1:{port}, model "
+        f"{served_model_name}); clients on other machines reach it through a front end on the head "
+        "(bendi's upstream replicas, issue 15, are not built yet)."
     )
