@@ -19,7 +19,7 @@ from bendi.store.bundled import DEFAULT_BUNDLED
 from bendi.store.resolve import LocalModel, installed_models, resolve_model
 
 if TYPE_CHECKING:
-    from bendi.engines.llamacpp.scheduler import SchedulerStats
+    from bendi.engines.stats import EngineStats
 
 FOREVER_S = 100 * 365 * 86400.0  # what `expires_in_s` says for a negative (never) keep-alive
 
@@ -248,7 +248,7 @@ class EnginePool:
                 failed[name] = reason
         return failed
 
-    def stats(self) -> dict[str, SchedulerStats]:
+    def stats(self) -> dict[str, EngineStats]:
         result = {}
         for name, entry in self._loaded.items():
             stats = getattr(entry.engine, "stats", None)

@@ -18,13 +18,16 @@ from typing import Literal
 import httpx
 
 from bendi.core.errors import EngineError
+from bendi.engines import watchdog
 from bendi.engines.launch import LaunchPlan
 
 ProcessState = Literal["starting", "ready", "failed", "stopped"]
 LOG_TAIL_LINES = 20
 EXPLAIN_LINES = 200  # how far back an explanation is looked for
 STOP_GRACE_S = 15.0
-WATCHDOG = Path(__file__).with_name("watchdog.py")
+# Run by file path, not imported, in the engine's own interpreter (vLLM's venv has no bendi): the
+# module is standard library only for that reason.
+WATCHDOG = Path(watchdog.__file__)
 # Variables of bendi's own interpreter that must not leak into an engine's (vLLM has its own venv).
 PRIVATE_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")
 

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -24,35 +23,11 @@ from bendi.engines.messages import (
 )
 from bendi.engines.protocol import EngineInfo
 from bendi.engines.server_install import EngineInstall, engine_python, install_hint, probe_engine
+from bendi.engines.stats import EngineStats
 from bendi.engines.supervisor import EngineSupervisor
 from bendi.engines.upstream import UpstreamEngine, UpstreamUnavailableError
 
 ServerKind = Literal["vllm", "sglang"]
-
-
-@dataclass(frozen=True)
-class ServerStats:
-    """The counters /metrics shows for a loaded model (the same names as llama.cpp's SchedulerStats)."""
-
-    active_sequences: int
-    waiting_sequences: int
-    prompt_tokens_total: int
-    prompt_tokens_cached: int
-    generated_tokens_total: int
-    decode_steps: int = 0
-    slots: int = 0
-    prompt_cache_entries: int = 0
-    prompt_cache_bytes: int = 0
-    prompt_cache_restores: int = 0
-    restarts_total: int = 0
-
-    @property
-    def prompt_tokens_processed(self) -> int:
-        return self.prompt_tokens_total - self.prompt_tokens_cached
-
-    @property
-    def prefix_cache_hit_ratio(self) -> float:
-        return self.prompt_tokens_cached / self.prompt_tokens_total if self.prompt_tokens_total else 0.0
 
 
 def vllm_launch(
@@ -152,8 +127,8 @@ class ServerEngine:
         """Why the engine is down for good (bendi gave up restarting it), else None."""
         return self._supervisor.failure if self._supervisor.state == "failed" else None
 
-    def stats(self) -> ServerStats:
-        return ServerStats(
+    def stats(self) -> EngineStats:
+        return EngineStats(
             active_sequences=self._active,
             waiting_sequences=0,
             prompt_tokens_total=self._prompt_tokens,

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bendi.engines.llamacpp.scheduler import SchedulerStats
 from bendi.engines.messages import Finished
+from bendi.engines.stats import EngineStats
 from bendi.gateway.dependencies import client_id, get_services
 from bendi.services import Services
 
@@ -113,7 +113,7 @@ class Metrics:
                 out += hist.render("bendi_inter_token_latency_seconds", f'model="{_esc(model)}"')
         pool = services.engines
         stats = pool.stats()
-        gauges: tuple[tuple[str, str, Callable[[SchedulerStats], float]], ...] = (
+        gauges: tuple[tuple[str, str, Callable[[EngineStats], float]], ...] = (
             ("bendi_active_sequences", "Sequences being generated now.", lambda s: s.active_sequences),
             ("bendi_queued_sequences", "Sequences waiting for a free slot.", lambda s: s.waiting_sequences),
             ("bendi_engine_generated_tokens_total", "Tokens decoded by the engine.", lambda s: s.generated_tokens_total),

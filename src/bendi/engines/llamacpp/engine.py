@@ -11,10 +11,11 @@ from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
 from bendi.engines.chat_template import CHATML_TEMPLATE, ChatTemplate
 from bendi.engines.llamacpp.mailbox import open_mailbox
 from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
-from bendi.engines.llamacpp.scheduler import Scheduler, SchedulerStats
+from bendi.engines.llamacpp.scheduler import Scheduler
 from bendi.engines.llamacpp.sequence import Sequence as ActiveSequence
 from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt
 from bendi.engines.protocol import EngineInfo
+from bendi.engines.stats import EngineStats
 
 EMBED_SEQUENCES = 16  # texts packed into one embedding decode
 
@@ -70,7 +71,7 @@ class LlamaCppEngine:
     def chat_template_source(self) -> str:
         return self._template.source
 
-    def stats(self) -> SchedulerStats:
+    def stats(self) -> EngineStats:
         return self._scheduler.stats()
 
     def render_chat(

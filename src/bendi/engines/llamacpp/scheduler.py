@@ -13,6 +13,7 @@ from bendi.engines.llamacpp import mailbox
 from bendi.engines.llamacpp.model import LlamaModel
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
+from bendi.engines.stats import EngineStats
 
 
 def min_copy_tokens(model: LlamaModel) -> int:
@@ -44,28 +45,6 @@ class Slot:
     tokens: list[int] = field(default_factory=list)
     owner: Sequence | None = None
     last_used_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class SchedulerStats:
-    active_sequences: int
-    waiting_sequences: int  # queued for a free slot
-    prompt_tokens_total: int
-    prompt_tokens_cached: int  # reused from the prefix cache instead of recomputed
-    generated_tokens_total: int
-    decode_steps: int
-    slots: int = 0
-    prompt_cache_entries: int = 0  # prefixes saved in RAM
-    prompt_cache_bytes: int = 0
-    prompt_cache_restores: int = 0
-
-    @property
-    def prompt_tokens_processed(self) -> int:
-        return self.prompt_tokens_total - self.prompt_tokens_cached
-
-    @property
-    def prefix_cache_hit_ratio(self) -> float:
-        return self.prompt_tokens_cached / self.prompt_tokens_total if self.prompt_tokens_total else 0.0
 
 
 def consecutive_runs(slot_ids: set[int]) -> int:
@@ -158,8 +137,8 @@ class Scheduler:
         with self._cv:
             self._cv.notify()
 
-    def stats(self) -> SchedulerStats:
-        return SchedulerStats(
+    def stats(self) -> EngineStats:
+        return EngineStats(
             active_sequences=len(self._active),
             waiting_sequences=len(self._waiting) + len(self._incoming),
             prompt_tokens_total=self._prompt_total,
