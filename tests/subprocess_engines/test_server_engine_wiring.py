@@ -12,9 +12,10 @@ import pytest
 from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
+from bendi.engines.engine_select import Advice, choose_engine, hf_directory_model
 from bendi.engines.hf_model import local_token_counter, read_hf_model
 from bendi.engines.messages import ChatMessage, SamplingParams
-from bendi.engines.pool import EnginePool, choose_engine, hf_directory_model
+from bendi.engines.pool import EnginePool
 from bendi.engines.protocol import Engine
 from bendi.engines.server_engine import vllm_launch
 from bendi.engines.server_install import EngineInstall
@@ -68,7 +69,9 @@ def test_engine_choice(tmp_path: Path) -> None:
     hf = hf_directory_model(_hf_dir(tmp_path))
     assert hf.name == "Tiny-R1-Distill"
     assert choose_engine(gguf, "vllm") == "llama.cpp"  # GGUF files always run in process
-    assert choose_engine(hf, "auto") == "vllm" and choose_engine(hf, "sglang") == "sglang"
+    no_gpu = Advice(False, "vllm", "No GPU: llama.cpp runs a GGUF quant on the CPU.", {})
+    assert choose_engine(hf, "auto", no_gpu) == "vllm"  # only the HF form is there, and vLLM is installed
+    assert choose_engine(hf, "sglang") == "sglang"
     with pytest.raises(UserInputError, match="llama.cpp needs a GGUF"):
         choose_engine(hf, "llama.cpp")
 

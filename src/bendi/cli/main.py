@@ -24,6 +24,9 @@ COMMAND_MODULES = (
     "bendi.cli.doctor",
     "bendi.cli.plan",
     "bendi.cli.cluster",
+    "bendi.cli.backup",
+    "bendi.cli.service",
+    "bendi.cli.bundle",
 )
 
 

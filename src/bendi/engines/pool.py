@@ -8,17 +8,26 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from bendi.core.errors import EngineError, ModelTooLargeError, OverloadedError, UserInputError
+from bendi.core.errors import BendiError, EngineError, ModelTooLargeError, OverloadedError
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
+from bendi.engines.engine_select import (
+    EngineKind,
+    hf_directory_model,
+    is_hf_model,
+    select_engine,
+    start_server,
+)
 from bendi.engines.hf_model import is_hf_model_dir
 from bendi.engines.protocol import Engine, EngineInfo
+from bendi.engines.remote import UpstreamSpec, upstream_specs
 from bendi.store.bundled import DEFAULT_BUNDLED
 from bendi.store.resolve import LocalModel, installed_models, resolve_model
 
 if TYPE_CHECKING:
+    from bendi.engines.replicas import ReplicaStatus
     from bendi.engines.stats import EngineStats
 
 FOREVER_S = 100 * 365 * 86400.0  # what `expires_in_s` says for a negative (never) keep-alive
@@ -48,45 +57,8 @@ class Verdict(Protocol):
 # (model, context tokens per sequence, models loaded now) -> verdict; None means "cannot tell": load.
 FitCheck = Callable[[LocalModel, int, list[EngineInfo]], "Verdict | None"]
 EngineFactory = Callable[[LocalModel, Settings], Engine]
-EngineKind = Literal["llama.cpp", "vllm", "sglang"]
 # (model, engine kind, settings, paths) -> a started engine server (engines/server_engine.py)
 ServerFactory = Callable[[LocalModel, EngineKind, Settings, DataPaths], Awaitable[Engine]]
-
-
-def is_hf_model(model: LocalModel) -> bool:
-    """A Hugging Face-format model (a directory with config.json): the store's `format == "hf"`
-    models, or a directory given by path."""
-    return getattr(model, "format", "") == "hf" or is_hf_model_dir(model.path)
-
-
-def hf_directory_model(path: Path) -> LocalModel:
-    """A Hugging Face-format directory given by path, named after the directory."""
-    path = path.resolve()
-    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file())
-    return LocalModel(
-        name=path.name, path=path, size_bytes=size, source="file", modified_s=path.stat().st_mtime
-    )
-
-
-def choose_engine(model: LocalModel, choice: str) -> EngineKind:
-    """The engine for `model` under `choice` (settings.engine or a per-call choice). GGUF files run on
-    llama.cpp whatever the choice; Hugging Face-format directories on vLLM (auto) or the named server."""
-    if not is_hf_model(model):
-        return "llama.cpp"
-    if choice == "llama.cpp":
-        raise UserInputError(
-            f"{model.name} is a Hugging Face-format model ({model.path}), and llama.cpp needs a GGUF file. "
-            "Serve it with --engine vllm (or auto), or use a GGUF of the same model."
-        )
-    return "sglang" if choice == "sglang" else "vllm"
-
-
-async def start_server(model: LocalModel, kind: EngineKind, settings: Settings, paths: DataPaths) -> Engine:
-    from bendi.engines.server_engine import start_server_engine
-
-    if kind == "llama.cpp":
-        raise EngineError("llama.cpp is not a server engine")  # never: choose_engine keeps them apart
-    return await start_server_engine(model.name, model.path, kind, settings, paths)
 
 
 def kv_cache_bytes(model: LocalModel, context_tokens: int) -> int:
@@ -190,6 +162,7 @@ class EnginePool:
         self._load_lock = asyncio.Lock()
         self._failures: dict[str, str] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._upstreams: dict[str, list[UpstreamSpec]] = upstream_specs(settings)
 
     def _default_fit_check(
         self, model: LocalModel, context_tokens: int, loaded: list[EngineInfo]
@@ -214,6 +187,9 @@ class EnginePool:
         return DEFAULT_BUNDLED
 
     def resolve(self, name_or_path: str) -> LocalModel:
+        if name_or_path in self._upstreams:  # served by replicas (engines/replicas.py)
+            path = Path("upstream", name_or_path)
+            return LocalModel(name=name_or_path, path=path, size_bytes=0, source="upstream")
         candidate = Path(name_or_path).expanduser()
         if is_hf_model_dir(candidate):
             model = hf_directory_model(candidate)
@@ -235,6 +211,14 @@ class EnginePool:
             )
             for entry in self._loaded.values()
         ]
+
+    def upstream_models(self) -> list[str]:
+        """Model names served by replicas (`bendi serve --upstream MODEL=URL`)."""
+        return sorted(self._upstreams)
+
+    def replicas(self) -> list[ReplicaStatus]:
+        """Every replica of the replica sets started so far, for /metrics and the UI."""
+        return [s for e in self._loaded.values() for s in getattr(e.engine, "statuses", list)()]
 
     def get_loaded(self, name: str) -> Engine | None:
         entry = self._loaded.get(name)
@@ -267,8 +251,13 @@ class EnginePool:
         """The engine for this model, loading it on first use (llama.cpp in a worker thread; a
         Hugging Face-format model in a supervised engine server). `engine` overrides settings.engine
         for this load."""
-        model = self.resolve(name_or_path or self.default_model_name())
-        kind = choose_engine(model, engine or self._settings.engine)
+        name = name_or_path or self.default_model_name()
+        if name in self._upstreams:  # served by replicas (engines/replicas.py)
+            return await self._replica_set(self.resolve(name))
+        # engine_select: which installed form (GGUF / HF) and engine, per the advisor and the config.
+        decision = select_engine(name, engine, self.resolve, self._settings, self._paths)
+        model = decision.model
+        kind = decision.kind
         keep = self._settings.keep_alive_s if keep_alive_s is None else keep_alive_s
         if kind != "llama.cpp" and keep_alive_s is None:
             keep = -1.0  # a server engine takes a minute to start: it stays up unless told otherwise
@@ -285,10 +274,40 @@ class EnginePool:
         self._ensure_reaper()
         return entry.engine
 
+    async def _replica_set(self, model: LocalModel) -> Engine:
+        from bendi.engines.replicas_build import build_replica_set, local_template
+
+        entry = self._loaded.get(model.name)
+        if entry is None:
+            async with self._load_lock:  # one build: two would health-check and route apart
+                entry = self._loaded.get(model.name)
+                if entry is None:
+                    local = self._local_model(model.name)
+
+                    async def local_engine() -> Engine:
+                        assert local is not None
+                        return await asyncio.to_thread(self._factory, local, self._settings)
+
+                    engine = await build_replica_set(
+                        model.name, self._upstreams[model.name], self._settings,
+                        local_template=local_template(local) if local else None,
+                        local_engine=local_engine if local else None,
+                    )  # fmt: skip
+                    entry = _Loaded(engine, model, -1.0, time.monotonic())  # never unloaded when idle
+                    self._loaded[model.name] = entry
+        entry.last_used_s = time.monotonic()
+        return entry.engine
+
+    def _local_model(self, name: str) -> LocalModel | None:
+        try:
+            return resolve_model(self._paths, name)
+        except BendiError:
+            return None
+
     async def _load(self, model: LocalModel, keep_alive_s: float, kind: EngineKind = "llama.cpp") -> _Loaded:
-        if len(self._loaded) >= self._settings.max_loaded_models:
+        if len(self._resident()) >= self._settings.max_loaded_models:
             await self._evict_one_idle()
-        verdict = self._fits(model, [e.engine.info for e in self._loaded.values()])
+        verdict = self._fits(model, [e.engine.info for e in self._resident()])
         if verdict is not None and not verdict.fits and not self._settings.force_load:
             raise ModelTooLargeError(
                 f"Not loading {model.name}: {verdict.reason or 'it will not fit in memory'} "
@@ -311,6 +330,10 @@ class EnginePool:
         self._loaded[model.name] = entry
         return entry
 
+    def _resident(self) -> list[_Loaded]:
+        """Models loaded in this process (a replica set's engines run elsewhere)."""
+        return [e for e in self._loaded.values() if e.model.source != "upstream"]
+
     def _busy(self, entry: _Loaded) -> bool:
         stats = getattr(entry.engine, "stats", None)
         if callable(stats):
@@ -319,7 +342,7 @@ class EnginePool:
         return False
 
     async def _evict_one_idle(self) -> None:
-        idle = [(e.last_used_s, name) for name, e in self._loaded.items() if not self._busy(e)]
+        idle = [(e.last_used_s, e.model.name) for e in self._resident() if not self._busy(e)]
         if not idle:
             raise OverloadedError(
                 f"{len(self._loaded)} models are loaded and all are busy (limit BENDI_MAX_LOADED_MODELS="
