@@ -8,6 +8,9 @@ and times, best of N runs each:
                        fast link stays on it, GGUF validation, manifest)
   bendi pull, 4 conn   the same, forced to split over 4 Range connections from the start (what a
                        slow, per-connection-capped CDN link gets): parallel segments, frontier hashing
+  bendi pull, HF repo  a Hugging Face-format repository of about the same bytes (config, tokenizer, index,
+                       two safetensors shards) from the fake hub's HF API: listing, per-file
+                       downloads, git-id checks of small files, header validation, view folder
 and the hashing overhead: SHA-256 alone over the same bytes, as a share of the download time.
 
 Usage: .venv/bin/python benchmarks/bench_store_download.py [--size-mb 200] [--runs 3]
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "store"))
 
 from ggufmaker import gguf_bytes  # noqa: E402
+from hfmaker import write_hf_model  # noqa: E402
 
 from bendi.core.paths import DataPaths  # noqa: E402
 from bendi.core.settings import load_settings  # noqa: E402
@@ -42,6 +46,7 @@ from bendi.store.sources import Mirror  # noqa: E402
 from bendi.store.store import Store  # noqa: E402
 
 REPO, FILE = "bench/Big-GGUF", "Big-F32.gguf"
+HF_REPO = "bench/Big-HF"
 
 
 def best_and_median(times: list[float]) -> tuple[float, float]:
@@ -67,13 +72,43 @@ def main() -> int:
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
         assert server.stdout is not None and server.stdin is not None
         mirror = server.stdout.readline().strip() + "/mirror"
+        folder = write_hf_model(tmp / "hf", shard_elements=args.size_mb * 1_000_000 // 8, extras=False)
+        pairs = [str(x) for p in sorted(folder.iterdir()) for x in (p.name, p)]
+        hf_server = subprocess.Popen([sys.executable, str(ROOT / "tests/store/fakehub.py"), HF_REPO, *pairs],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert hf_server.stdout is not None and hf_server.stdin is not None
+        hf_endpoint = hf_server.stdout.readline().strip()
         try:
             results = _measure(args, curl, tmp, source, mirror)
+            hf_s = _measure_hf(args, tmp, hf_endpoint)
         finally:
-            server.stdin.close()
-            server.wait()
+            for proc in (server, hf_server):
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait()
+        hf_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+        hf_files = len(list(folder.iterdir()))
     _report(args, size / 1e6, *results)
+    best, median = best_and_median(hf_s)
+    curl_best = min(results[0])
+    print(f"  {'bendi pull, HF repo':<24}{hf_mb / best:6.0f} MB/s ({hf_mb / median:.0f})"
+          f"   ratio to curl {(curl_best / (size / 1e6)) / (best / hf_mb):.2f}   ({hf_mb:.0f} MB in "
+          f"{hf_files} files)")  # fmt: skip
     return 0
+
+
+def _measure_hf(args: argparse.Namespace, tmp: Path, endpoint: str) -> list[float]:
+    """Whole-repository pulls of the HF-format model (`hf:OWNER/REPO`), removed after each run."""
+    settings = load_settings(home=tmp / "home-hf", hf_endpoint=endpoint, source_order=("huggingface",))
+    times = []
+    for _ in range(args.runs):
+        store = Store(settings)
+        start = time.perf_counter()
+        installed = store.pull(f"hf:{HF_REPO}", source="huggingface")
+        times.append(time.perf_counter() - start)
+        assert installed.manifest.format == "hf" and installed.manifest.verified
+        store.remove(installed.name)
+    return times
 
 
 def _cpu_s() -> float:

@@ -2,6 +2,8 @@
 
 Routes (one server; a second instance on another loopback address plays the CDN):
   HEAD/GET /{owner}/{repo}/resolve/main/{path}          HF: 302 to the CDN with X-Linked-Size/-Etag
+  GET /api/models/{owner}/{repo}/tree/main?recursive=true  HF repo listing (lfs oid = sha256 for
+                                                        LFS files, git blob id otherwise), paged by Link
   GET /api/v1/models/{owner}/{repo}/repo/files?...      ModelScope file listing with Sha256
   GET /api/v1/models/{owner}/{repo}/repo?FilePath=...   ModelScope download
   HEAD/GET /mirror/{owner}/{repo}/{path}                plain mirror
@@ -39,6 +41,8 @@ class HubState:
     drop_after: list[int] = field(default_factory=list)  # per GET with a body: bytes before hanging up
     throttle_bytes_per_s: float | None = None
     advertise_sha: dict[str, str] = field(default_factory=dict)  # path -> sha to claim instead
+    advertise_git_oid: dict[str, str] = field(default_factory=dict)  # path -> git blob id to claim instead
+    tree_page_size: int = 1000  # entries per HF listing page (a Link header points at the next)
     statuses: list[int] = field(default_factory=list)  # scripted answers to the next requests
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, Range
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -57,6 +61,7 @@ class HubState:
 
 
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")  # what Hugging Face stores in LFS
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -84,6 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
         if m := re.match(r"^/blobs/([0-9a-f]{64})$", path):
             item = state.by_sha(m.group(1))
             return self._serve(item, head) if item else self._empty(404)
+        if m := re.match(r"^/api/models/([^/]+/[^/]+)/tree/main$", path):
+            return self._tree(m.group(1), int(parse_qs(url.query).get("cursor", ["0"])[0]))
         if m := re.match(r"^/api/v1/models/([^/]+/[^/]+)/repo/files$", path):
             return self._listing(m.group(1))
         if m := re.match(r"^/api/v1/models/([^/]+/[^/]+)/repo$", path):
@@ -118,6 +125,45 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+
+    def _tree(self, repo: str, cursor: int) -> None:
+        """Hugging Face's tree API: files (LFS ones with their sha256) and the folders above them."""
+        state = self.server.state
+        entries: list[dict[str, object]] = []
+        folders: set[str] = set()
+        for (r, p), f in sorted(state.files.items()):
+            if r != repo:
+                continue
+            for depth in range(1, p.count("/") + 1):
+                folders.add(p.rsplit("/", depth)[0])
+            entry: dict[str, object] = {"type": "file", "path": p, "size": f.size_bytes}
+            if p.endswith(LFS_SUFFIXES):
+                entry["oid"] = hashlib.sha1(p.encode()).hexdigest()  # the pointer file's id (unused)
+                entry["lfs"] = {
+                    "oid": state.advertise_sha.get(p, f.sha256),
+                    "size": f.size_bytes,
+                    "pointerSize": 134,
+                }
+            else:
+                data = f.path.read_bytes()
+                git_id = hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+                entry["oid"] = state.advertise_git_oid.get(p, git_id)
+            entries.append(entry)
+        if not entries:
+            return self._empty(404)
+        entries += [{"type": "directory", "path": d, "size": 0, "oid": "0" * 40} for d in sorted(folders)]
+        page = entries[cursor : cursor + state.tree_page_size]
+        body = json.dumps(page).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if cursor + state.tree_page_size < len(entries):
+            host = self.headers.get("Host")
+            nxt = f"http://{host}/api/models/{repo}/tree/main?recursive=true&cursor={cursor + state.tree_page_size}"
+            self.send_header("Link", f'<{nxt}>; rel="next"')
+        self.end_headers()
+        self.wfile.write(body)
+        return None
 
     def _listing(self, repo: str) -> None:
         state = self.server.state

@@ -104,7 +104,37 @@ def _ollama_quant(quant: str) -> str:
     return "q" + quant[1:] if quant.startswith("Q") else quant.lower()
 
 
+# What a Hugging Face-format repository needs besides its shards (a mirror has no listing to say so).
+HF_SMALL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+HF_INDEX_FILE = "model.safetensors.index.json"
+
+
+def _safetensors_files(v: VariantSpec, size_bytes: int, exact: bool) -> tuple[ModelFile, ...]:
+    """The shards (sizes: exact per shard, else an even split of the total) and the small files."""
+    extras = (
+        v.extra_files
+        if v.extra_files is not None
+        else HF_SMALL_FILES + ((HF_INDEX_FILE,) if v.parts > 1 else ())
+    )
+    small = [ModelFile(name, 0, None, False) for name in extras]  # sizes unknown: the hub or mirror tells
+    template = v.part_template or "model-{index:05d}-of-{count:06d}.safetensors"
+    per_part = size_bytes // v.parts
+    shards = []
+    for index in range(1, v.parts + 1):
+        name = template.format(index=index, count=v.parts) if v.parts > 1 else v.file or "model.safetensors"
+        if v.shard_bytes:
+            part_bytes, part_exact = v.shard_bytes[index - 1], True
+        else:
+            part_bytes = per_part if index < v.parts else size_bytes - per_part * (v.parts - 1)
+            part_exact = exact and v.parts == 1
+        sha = v.shard_sha256[index - 1] if v.shard_sha256 else None
+        shards.append(ModelFile(f"{v.folder}/{name}" if v.folder else name, part_bytes, sha, part_exact))
+    return tuple(small + shards)
+
+
 def _variant_files(model: ModelSpec, v: VariantSpec, size_bytes: int, exact: bool) -> tuple[ModelFile, ...]:
+    if v.format == "safetensors":
+        return _safetensors_files(v, size_bytes, exact)
     if v.parts == 1:
         name = v.file or (model.file_template or "{quant}.gguf").format(quant=v.quant)
         return (ModelFile(f"{v.folder}/{name}" if v.folder else name, size_bytes, None, exact),)
@@ -124,8 +154,14 @@ def _build_variants(family: FamilySpec) -> list[ModelVariant]:
         arch = Architecture(**model.architecture.model_dump())
         specs = [VariantSpec(quant=q, size_gb=gb) for q, gb in model.quants.items()] + list(model.variants)
         for v in specs:
-            exact = v.size_bytes is not None
-            size_bytes = v.size_bytes if v.size_bytes is not None else round((v.size_gb or 0) * GB)
+            exact = v.size_bytes is not None or bool(v.shard_bytes)
+            size_bytes = (
+                sum(v.shard_bytes)
+                if v.shard_bytes
+                else v.size_bytes
+                if v.size_bytes is not None
+                else round((v.size_gb or 0) * GB)
+            )
             out.append(
                 ModelVariant(
                     name=f"{family.family}:{tag}-{_ollama_quant(v.quant)}",
@@ -207,6 +243,16 @@ class Catalog:
                 if found is not None:
                     return found
         raise ModelNotFoundError(self._not_found_message(raw))
+
+    def hf_variant(self, variant: ModelVariant) -> ModelVariant | None:
+        """The publisher-format (safetensors) checkpoint of the same model: BF16 where listed, else FP8."""
+        found = [
+            v
+            for v in self._variants
+            if v.family == variant.family and v.tag == variant.tag and v.format == "safetensors"
+        ]
+        order = {"BF16": 0, "FP8": 1}
+        return min(found, key=lambda v: order.get(v.quant.upper(), 2), default=None)
 
     def names_quant(self, name: str) -> bool:
         """Whether `name` spells a quant (`deepseek-r1:70b-q8_0`) rather than only a model (`deepseek-r1:70b`)."""

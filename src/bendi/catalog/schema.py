@@ -57,11 +57,32 @@ class VariantSpec(_Strict):
     parts: int = Field(default=1, ge=1, le=999)
     folder: str | None = None
     part_template: str | None = None
+    # Safetensors (Hugging Face-format) checkpoints: exact per-shard sizes and hashes where a source
+    # gives them (then the size is their sum), and the small files a plain mirror must serve.
+    shard_bytes: tuple[int, ...] = ()
+    shard_sha256: tuple[str, ...] = ()
+    extra_files: tuple[str, ...] | None = None
 
     @model_validator(mode="after")
     def _one_size(self) -> VariantSpec:
-        if (self.size_bytes is None) == (self.size_gb is None):
+        if self.shard_bytes:
+            if self.size_bytes is not None or self.size_gb is not None:
+                raise ValueError(f"variant {self.quant}: shard_bytes already gives the size")
+            if len(self.shard_bytes) != self.parts or min(self.shard_bytes) <= 0:
+                raise ValueError(f"variant {self.quant}: shard_bytes needs {self.parts} positive sizes")
+        elif (self.size_bytes is None) == (self.size_gb is None):
             raise ValueError(f"variant {self.quant}: give exactly one of size_bytes or size_gb")
+        if self.shard_sha256 and (
+            len(self.shard_sha256) != self.parts
+            or not all(len(h) == 64 and all(c in "0123456789abcdef" for c in h) for h in self.shard_sha256)
+        ):
+            raise ValueError(
+                f"variant {self.quant}: shard_sha256 needs {self.parts} lower-case SHA-256 values"
+            )
+        if self.format == "gguf" and (self.shard_bytes or self.shard_sha256 or self.extra_files is not None):
+            raise ValueError(
+                f"variant {self.quant}: shard_bytes, shard_sha256 and extra_files are for safetensors"
+            )
         return self
 
 

@@ -29,8 +29,15 @@ def human_duration(seconds: float) -> str:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("import", help="register a local GGUF file (copied or hard-linked, hashed)")
-    p.add_argument("file", type=Path, help="the .gguf file (for a split GGUF: any part)")
+    p = subparsers.add_parser(
+        "import",
+        help="register a local GGUF file or Hugging Face-format folder (copied or hard-linked, hashed)",
+    )
+    p.add_argument(
+        "file",
+        type=Path,
+        help="the .gguf file (for a split GGUF: any part), or a folder with config.json + safetensors",
+    )
     p.add_argument("--name", help="local model name (default: the file name)")
     p.add_argument(
         "--link",
@@ -63,7 +70,9 @@ def _store() -> Any:
 
 
 def handle_import(args: argparse.Namespace) -> int:
-    installed = _store().import_file(args.file, name=args.name, link=args.link)
+    installed = _store().import_path(args.file, name=args.name, link=args.link)
+    for note in installed.notes:
+        print(f"  skipped: {note}")
     print(
         f"Imported {installed.name} ({human_bytes(installed.size_bytes)}). Run it with: bendi run {installed.name}"
     )
@@ -82,7 +91,7 @@ def _rows() -> list[dict[str, Any]]:
             "name": model.name, "size_bytes": model.size_bytes, "quantization": gguf.get("quantization"),
             "parameter_count": gguf.get("parameter_count"), "modified_s": model.manifest.created_s,
             "digest": model.manifest.files[0].digest, "files": len(model.manifest.files),
-            "source": model.manifest.source.get("kind"),
+            "source": model.manifest.source.get("kind"), "format": model.manifest.format,
         })  # fmt: skip
     names = {r["name"] for r in rows}
     for bundled in bundled_models():
@@ -91,7 +100,7 @@ def _rows() -> list[dict[str, Any]]:
             rows.append({
                 "name": bundled.name, "size_bytes": bundled.size_bytes, "quantization": info.quantization,
                 "parameter_count": info.parameter_count, "modified_s": bundled.modified_s, "digest": None,
-                "files": 1, "source": "bundled",
+                "files": 1, "source": "bundled", "format": "gguf",
             })  # fmt: skip
     return rows
 
@@ -120,6 +129,7 @@ def handle_list(args: argparse.Namespace) -> int:
 
 
 def _describe(name: str) -> dict[str, Any]:
+    from bendi.core.errors import UserInputError
     from bendi.store.gguf import read_gguf
     from bendi.store.resolve import resolve_model
 
@@ -129,9 +139,13 @@ def _describe(name: str) -> dict[str, Any]:
         info = dict(installed.manifest.gguf)
         info.update(name=installed.name, size_bytes=installed.size_bytes, path=str(installed.path),
                     files=[f.file_name for f in installed.manifest.files], source=installed.manifest.source,
-                    verified=installed.manifest.verified)  # fmt: skip
+                    verified=installed.manifest.verified, format=installed.manifest.format)  # fmt: skip
         return info
     local = resolve_model(store.layout.paths, name)  # bundled models and .gguf paths; raises if unknown
+    if local.format == "hf":
+        raise UserInputError(
+            f"{name} is a folder; `bendi import {name}` registers it, then `bendi show` describes it."
+        )
     info = read_gguf(local.path).summary()
     info.update(name=local.name, size_bytes=local.size_bytes, path=str(local.path), files=[local.path.name],
                 source={"kind": local.source}, verified=None)  # fmt: skip
@@ -146,6 +160,8 @@ def _verdict(info: dict[str, Any]) -> str | None:
     from bendi.hardware.probe import probe
     from bendi.store.gguf import read_gguf
 
+    if info.get("format") == "hf":
+        return None  # the fit of a Hugging Face-format model is vLLM's or SGLang's call (`bendi plan`)
     try:
         header = read_gguf(Path(info["path"]))
         facts = model_facts_from_gguf(
@@ -170,6 +186,7 @@ def handle_show(args: argparse.Namespace) -> int:
         ("parameters", _params(info.get("parameter_count"))),
         ("quantization", info.get("quantization") or "-"),
         ("context length", info.get("context_length") or "-"),
+        ("format", "Hugging Face (safetensors)" if info.get("format") == "hf" else "GGUF"),
         ("layers", info.get("layer_count") or "-"),
         ("heads (kv)", f"{info.get('head_count') or '-'} ({info.get('head_count_kv') or '-'})"),
         ("size", human_bytes(int(info["size_bytes"]))),

@@ -14,7 +14,7 @@ from bendi.core.settings import load_settings
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "pull",
-        help="download a model (catalog name, hf:OWNER/REPO/FILE.gguf or modelscope:...)",
+        help="download a model (catalog name, hf:OWNER/REPO/FILE.gguf, hf:OWNER/REPO or modelscope:...)",
         description="Download a model, resuming an interrupted download, and verify its SHA-256.",
     )
     parser.add_argument("model", help="e.g. deepseek-r1:7b, deepseek-r1:7b-q8_0, hf:OWNER/REPO/FILE.gguf")
@@ -24,6 +24,11 @@ def register(subparsers: Any) -> None:
     )  # fmt: skip
     parser.add_argument("--quant", help="quantization, e.g. q4_K_M or q8_0 (catalog names only)")
     parser.add_argument("--name", help="install under this local name instead of the default")
+    parser.add_argument(
+        "--format", choices=("gguf", "hf"), dest="model_format",
+        help="hf: the Hugging Face-format checkpoint (config, tokenizer, safetensors) for vLLM/SGLang; "
+        "catalog names pick their BF16 (distills) or FP8 (671B) repository",
+    )  # fmt: skip
     parser.set_defaults(func=handle)
 
 
@@ -74,8 +79,9 @@ def handle(args: argparse.Namespace) -> int:
 
     try:
         installed = store.pull(
-            args.model, source=args.source, quant=args.quant, name=args.name, progress=show
-        )
+            args.model, source=args.source, quant=args.quant, name=args.name, progress=show,
+            model_format=args.model_format,
+        )  # fmt: skip
     except KeyboardInterrupt:
         if task is not None:
             bar.stop()
@@ -90,5 +96,7 @@ def handle(args: argparse.Namespace) -> int:
     manifest = installed.manifest
     check = "verified against the publisher's SHA-256" if manifest.verified else "no published hash to check"
     print(f"{installed.name}: {human_bytes(installed.size_bytes)} in {len(manifest.files)} file(s), {check}.")
+    for note in installed.notes:
+        print(f"  not fetched: {note}")
     print(f"Run it with: bendi run {installed.name}")
     return 0

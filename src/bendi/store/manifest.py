@@ -2,8 +2,12 @@
 
 blobs/sha256-<hex>                 the bytes, named by their SHA-256 (shared between models)
 manifests/<name>/<tag>.json        which blobs make up a model, where they came from, GGUF summary
-views/<name>/<tag>/<file>.gguf     links with the published names, for split GGUFs only (llama.cpp
-                                   finds part 2..N next to part 1 by name)
+views/<name>/<tag>/<file>          links with the published names, for split GGUFs (llama.cpp
+                                   finds part 2..N next to part 1 by name) and HF-format models
+                                   (an engine loads the folder: config.json, tokenizer, shards)
+
+Manifest versions: 1 (GGUF only, no `format`), 2 (adds `format`: "gguf" | "hf"). Version 1 still
+reads; a newer version than this bendi knows is refused, never guessed at.
 """
 
 from __future__ import annotations
@@ -14,13 +18,21 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bendi.core.errors import InvalidModelFileError, InvalidNameError
 from bendi.core.paths import DataPaths, ensure_inside, safe_component
+from bendi.store.local_model import ModelFormat
 from bendi.store.reference import ModelName, parse_digest, parse_model_name
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+MODEL_FORMATS = ("gguf", "hf")
+
+
+class ManifestVersionError(InvalidModelFileError):
+    """A manifest written by a newer bendi: its meaning is unknown here, so it is left untouched."""
+
+    code = "manifest_too_new"
 
 
 @dataclass(frozen=True)
@@ -37,9 +49,10 @@ class Manifest:
     name: ModelName
     files: tuple[ManifestFile, ...]
     source: dict[str, Any]  # {"kind": "huggingface", "repo": ..., "url": ...} or {"kind": "import", ...}
-    gguf: dict[str, Any]  # GgufInfo.summary() of the first part, parameter_count over all parts
+    gguf: dict[str, Any]  # GgufInfo.summary() of the first part (HF: the same keys from config.json)
     created_s: float
     verified: bool  # checked against a hash the source published (imports: hashed locally)
+    format: ModelFormat = "gguf"
 
     @property
     def size_bytes(self) -> int:
@@ -57,10 +70,22 @@ class Manifest:
             "gguf": self.gguf,
             "created_s": self.created_s,
             "verified": self.verified,
+            "format": self.format,
         }
 
     @staticmethod
     def from_json(data: dict[str, Any]) -> Manifest:
+        version = data.get("version", 1)
+        if not isinstance(version, int) or version < 1:
+            raise ValueError(f"manifest version {version!r} is not a positive integer")
+        if version > MANIFEST_VERSION:
+            raise ManifestVersionError(
+                f"The manifest of {data.get('name')}:{data.get('tag')} was written by a newer bendi (manifest "
+                f"version {version}; this bendi reads up to {MANIFEST_VERSION}). Upgrade bendi to use or remove it."
+            )
+        model_format = data.get("format", "gguf") if version >= 2 else "gguf"
+        if model_format not in MODEL_FORMATS:
+            raise ValueError(f"unknown model format {model_format!r}")
         files = tuple(
             ManifestFile(
                 safe_component(str(f["file_name"]), what="file name"),
@@ -78,6 +103,7 @@ class Manifest:
             gguf=dict(data.get("gguf") or {}),
             created_s=float(data.get("created_s", 0.0)),
             verified=bool(data.get("verified", False)),
+            format=cast(ModelFormat, model_format),
         )
 
 
@@ -107,6 +133,8 @@ class Layout:
             return Manifest.from_json(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
+        except ManifestVersionError:
+            raise
         except (OSError, ValueError, KeyError, TypeError, InvalidNameError) as exc:
             raise InvalidModelFileError(
                 f"The manifest {path} is damaged ({exc}). Remove the model with `bendi rm {name}` and pull it again."
@@ -135,7 +163,12 @@ class Layout:
                 yield manifest
 
     def load_path(self, manifest: Manifest) -> Path:
-        """The file to hand llama.cpp: the blob, or part 1 in the view folder for split GGUFs."""
+        """What an engine loads: the blob, part 1 in the view folder (split GGUF), the folder (HF)."""
+        if manifest.format == "hf":
+            view = self.view_dir(manifest.name)
+            if not all((view / item.file_name).exists() for item in manifest.files):
+                self.make_view(manifest)
+            return view
         if len(manifest.files) == 1:
             return self.blob_path(manifest.files[0].digest)
         view = self.view_dir(manifest.name)
@@ -149,6 +182,10 @@ class Layout:
     def make_view(self, manifest: Manifest) -> None:
         view = self.view_dir(manifest.name)
         view.mkdir(parents=True, exist_ok=True)
+        names = {item.file_name for item in manifest.files}
+        for stale in view.iterdir():  # a re-pull of a changed repository: old names must not linger
+            if stale.name not in names:
+                stale.unlink()
         for item in manifest.files:
             link = ensure_inside(view, view / item.file_name)
             tmp = link.with_name(link.name + ".tmp")
@@ -171,10 +208,22 @@ class Layout:
                 folder.rmdir()
         if manifest is None:
             return []
-        still_used = {f.digest for m in self.all() for f in m.files}
+        still_used = self.digests_in_use()
         removed = []
         for item in manifest.files:
             if item.digest not in still_used:
                 self.blob_path(item.digest).unlink(missing_ok=True)
                 removed.append(item.digest)
         return removed
+
+    def digests_in_use(self) -> set[str]:
+        """Every digest any manifest file names, read leniently: a manifest this bendi cannot read
+        (damaged, or from a newer version) still keeps its blobs from being freed."""
+        used: set[str] = set()
+        for path in self.paths.manifests.glob("*/*.json"):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                used.update(str(f["digest"]) for f in data["files"] if isinstance(f, dict))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return used

@@ -99,6 +99,46 @@ def parse_hub_file(raw: str) -> HubFile:
     return HubFile(hub, owner, repo_name, "/".join(path))
 
 
+@dataclass(frozen=True)
+class HubRepo:
+    """A whole hub repository, `hf:owner/repo` (a Hugging Face-format model)."""
+
+    hub: str  # "huggingface" | "modelscope"
+    owner: str
+    repo_name: str
+
+    @property
+    def repo(self) -> str:
+        return f"{self.owner}/{self.repo_name}"
+
+    @property
+    def reference(self) -> str:
+        return f"{'hf' if self.hub == 'huggingface' else 'modelscope'}:{self.repo}"
+
+    def default_model_name(self) -> ModelName:
+        return ModelName(safe_component(self.repo_name.lower()[:120], what="model name"), DEFAULT_TAG)
+
+
+def is_repo_reference(raw: str) -> bool:
+    """`hf:owner/repo` with no file: a whole repository."""
+    return is_hub_reference(raw) and raw.partition(":")[2].count("/") == 1
+
+
+def parse_hub_repo(raw: str) -> HubRepo:
+    """Parse `hf:owner/repo` (or modelscope:/ms:) with both components validated."""
+    _check_raw(raw)
+    prefix, sep, rest = raw.partition(":")
+    hub = HUB_PREFIXES.get(prefix.lower())
+    parts = rest.split("/")
+    if not sep or hub is None or len(parts) != 2:
+        raise InvalidNameError(f"{raw!r} is not a hub repository; use hf:OWNER/REPO.")
+    return HubRepo(
+        hub,
+        safe_component(parts[0], what="repository owner", max_chars=96),
+        safe_component(parts[1], what="repository name", max_chars=96),
+    )
+
+
 def is_hub_reference(raw: str) -> bool:
     prefix, sep, _ = raw.partition(":")
     return bool(sep) and prefix.lower() in HUB_PREFIXES and "/" in raw

@@ -1,25 +1,24 @@
-"""Installed models recorded in the store's manifests, as LocalModels the engines can load."""
+"""Installed models recorded in the store's manifests, as LocalModels the engines can load.
+
+The store's imports run one way: formats -> manifest -> registry -> resolve (resolve adds
+bundled models and paths on top of what the registry finds; the registry never imports resolve).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bendi.core.paths import DataPaths
+from bendi.store.local_model import LocalModel
 from bendi.store.manifest import Layout, Manifest
-
-if TYPE_CHECKING:
-    from bendi.store.resolve import LocalModel
 
 
 def _local(layout: Layout, manifest: Manifest) -> LocalModel:
-    from bendi.store.resolve import LocalModel
-
     return LocalModel(
         name=str(manifest.name),
         path=layout.load_path(manifest),
         size_bytes=manifest.size_bytes,
         source="store",
         modified_s=manifest.created_s,
+        format=manifest.format,
     )
 
 
@@ -28,11 +27,21 @@ def find_manifest(layout: Layout, name: str) -> Manifest | None:
 
     Unsafe names raise InvalidNameError: they never reach the filesystem.
     """
-    from bendi.store.reference import is_hub_reference, parse_hub_file, parse_model_name
+    from bendi.store.reference import (
+        is_hub_reference,
+        is_repo_reference,
+        parse_hub_file,
+        parse_hub_repo,
+        parse_model_name,
+    )
 
     if not is_hub_reference(name):
         parsed = parse_model_name(name)
         return layout.read(parsed) or _catalog_alias(layout, name)
+    if is_repo_reference(name):  # a whole repository: a Hugging Face-format model
+        hub_repo = parse_hub_repo(name)
+        found = next((m for m in layout.all() if m.source.get("reference") == hub_repo.reference), None)
+        return found or layout.read(hub_repo.default_model_name())
     hub_file = parse_hub_file(name)
     hub = "hf" if hub_file.hub == "huggingface" else "modelscope"
     wanted = f"{hub}:{hub_file.repo}/{hub_file.path_in_repo}"

@@ -1,29 +1,33 @@
-"""Turn what a user typed (a model name, a GGUF path) into a local model file to load."""
+"""Turn what a user typed (a model name, a GGUF path) into a local model to load.
+
+The top of the store's one-way imports: resolve -> registry -> manifest -> formats.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from bendi.core.errors import InvalidNameError, ModelNotFoundError
 from bendi.core.paths import DataPaths
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path, find_bundled
+from bendi.store.local_model import LocalModel, ModelFormat
+from bendi.store.reference import is_hub_reference
+from bendi.store.registry import find_installed, list_installed
 
-
-@dataclass(frozen=True)
-class LocalModel:
-    """A model that can be loaded now."""
-
-    name: str  # canonical name, e.g. "smollm2:135m" or "deepseek-r1:7b-q4_K_M"
-    path: Path  # the GGUF to load (for split GGUFs: the first part)
-    size_bytes: int
-    source: str  # "bundled", "store", "file"
-    modified_s: float = 0.0
+__all__ = ["LocalModel", "ModelFormat", "bundled_models", "installed_models", "is_hf_folder", "resolve_model"]
 
 
 def _local(name: str, path: Path, source: str) -> LocalModel:
     stat = path.stat()
     return LocalModel(name=name, path=path, size_bytes=stat.st_size, source=source, modified_s=stat.st_mtime)
+
+
+def is_hf_folder(path: Path) -> bool:
+    """A folder with config.json (a Hugging Face-format model); any name a user typed may reach here."""
+    try:
+        return path.is_dir() and (path / "config.json").is_file()
+    except OSError:  # a name too long for the filesystem is not a folder
+        return False
 
 
 def bundled_models() -> list[LocalModel]:
@@ -36,25 +40,25 @@ def bundled_models() -> list[LocalModel]:
 
 
 def resolve_model(paths: DataPaths, name_or_path: str) -> LocalModel:
-    """Resolve a store name, a bundled name, or a path to a local .gguf file."""
+    """Resolve a store name, a bundled name, a path to a .gguf file or to a Hugging Face-format folder."""
     candidate = Path(name_or_path).expanduser()
     if name_or_path.endswith(".gguf") and candidate.is_file():
         return _local(candidate.name, candidate.resolve(), "file")
+    if is_hf_folder(candidate):
+        folder = candidate.resolve()
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+        return LocalModel(folder.name, folder, size, "file", folder.stat().st_mtime, "hf")
     bundled = find_bundled(name_or_path)
     if bundled is not None:
         path = bundled_model_path(bundled)
         if path is not None:
             return _local(bundled.name, path, "bundled")
-    from bendi.store.registry import find_installed  # the store's manifests (model-store issue)
-
     try:
         installed = find_installed(paths, name_or_path)
     except InvalidNameError:  # a name that cannot exist is simply not installed (404, like any unknown)
         installed = None
     if installed is not None:
         return installed
-    from bendi.store.reference import is_hub_reference
-
     if name_or_path.endswith(".gguf") and not is_hub_reference(name_or_path):
         raise ModelNotFoundError(f"No model file at {name_or_path}. Check the path.")
     raise ModelNotFoundError(
@@ -65,8 +69,6 @@ def resolve_model(paths: DataPaths, name_or_path: str) -> LocalModel:
 
 def installed_models(paths: DataPaths) -> list[LocalModel]:
     """Every model that can be loaded by name: the store's, then the bundled ones."""
-    from bendi.store.registry import list_installed
-
     models = list_installed(paths)
     names = {m.name for m in models}
     return models + [m for m in bundled_models() if m.name not in names]

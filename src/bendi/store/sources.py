@@ -3,13 +3,15 @@
 Each source turns (repo, path in repo) into a RemoteFile: the URL to GET, its size, and the
 SHA-256 the hub publishes (Hugging Face: X-Linked-Etag of LFS files; ModelScope: Sha256 in the
 files listing), so the download can be verified against the publisher, not just itself.
+Hugging Face and ModelScope also list a whole repository (RepoEntry) for HF-format pulls; a plain
+mirror has no listing, so those pulls take the file list from the catalog.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from bendi.core.errors import DownloadError
@@ -18,6 +20,9 @@ from bendi.store.hosts import GuardedClient
 
 SOURCE_NAMES = ("huggingface", "modelscope", "mirror")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA1 = re.compile(r"^[0-9a-f]{40}$")
+_NEXT_LINK = re.compile(r'<([^>]+)>;\s*rel="next"')
+MAX_LISTING_PAGES = 50  # 50 pages of 1,000 entries: far more than any model repository holds
 
 
 class RemoteNotFoundError(DownloadError):
@@ -33,6 +38,16 @@ class RemoteFile:
     size_bytes: int | None
     sha256: str | None  # 64 lower-case hex, as published by the source
     etag: str | None
+
+
+@dataclass(frozen=True)
+class RepoEntry:
+    """One file in a hub's listing of a repository."""
+
+    path: str
+    size_bytes: int | None
+    sha256: str | None  # HF: the LFS oid (large files); ModelScope: every file
+    git_sha1: str | None = None  # HF: the git blob id of a small (non-LFS) file
 
 
 class Source(Protocol):
@@ -91,6 +106,37 @@ class HuggingFace:
             return RemoteFile(self.name, url, path_in_repo, size, _sha(linked_etag), etag)
         raise _status_error(self.name, response.status_code, f"{repo}/{path_in_repo}")
 
+    def list_repo(self, http: GuardedClient, repo: str) -> list[RepoEntry]:
+        """Every file of the repository's main branch, with sizes and published hashes (paged)."""
+        url: str | None = f"{self.endpoint}/api/models/{repo}/tree/main?recursive=true"
+        entries: list[RepoEntry] = []
+        for _ in range(MAX_LISTING_PAGES):
+            if url is None:
+                return entries
+            response = http.send("GET", url)
+            try:
+                response.read()
+            finally:
+                response.close()
+            if response.status_code != 200:
+                raise _status_error(self.name, response.status_code, f"the file list of {repo}")
+            try:
+                page = response.json()
+                assert isinstance(page, list)
+            except (ValueError, AssertionError) as exc:
+                raise DownloadError(f"Hugging Face sent an unexpected file list for {repo}.") from exc
+            entries.extend(
+                _hf_entry(item) for item in page if isinstance(item, dict) and item.get("type") == "file"
+            )
+            found = _NEXT_LINK.search(response.headers.get("link", ""))
+            url = found.group(1) if found else None
+        raise DownloadError(f"The file list of {repo} has more than {MAX_LISTING_PAGES} pages; refusing it.")
+
+    def remote(self, repo: str, entry: RepoEntry) -> RemoteFile:
+        return RemoteFile(
+            self.name, self.url(repo, entry.path), entry.path, entry.size_bytes, entry.sha256, None
+        )
+
 
 class ModelScope:
     name = "modelscope"
@@ -135,6 +181,24 @@ class ModelScope:
                 )
         raise RemoteNotFoundError(f"{repo}/{path_in_repo} was not found on ModelScope. Check the file name.")
 
+    def list_repo(self, http: GuardedClient, repo: str) -> list[RepoEntry]:
+        entries = []
+        for entry in self._files(http, repo):
+            path, size, sha = entry.get("Path"), entry.get("Size"), entry.get("Sha256")
+            if entry.get("Type", "blob") != "blob" or not isinstance(path, str):
+                continue
+            entries.append(
+                RepoEntry(
+                    path, size if isinstance(size, int) else None, _sha(sha if isinstance(sha, str) else None)
+                )
+            )
+        return entries
+
+    def remote(self, repo: str, entry: RepoEntry) -> RemoteFile:
+        return RemoteFile(
+            self.name, self.url(repo, entry.path), entry.path, entry.size_bytes, entry.sha256, None
+        )
+
 
 class Mirror:
     """A plain HTTP(S) server laid out as {base}/{owner}/{repo}/{path}; hash from headers if any."""
@@ -164,6 +228,25 @@ class Mirror:
             last = _status_error(f"mirror {base}", response.status_code, f"{repo}/{path_in_repo}")
         assert last is not None
         raise last
+
+
+def _hf_entry(item: dict[str, Any]) -> RepoEntry:
+    lfs = item.get("lfs")
+    size = item.get("size")
+    if isinstance(lfs, dict):
+        lfs_size, oid = lfs.get("size"), lfs.get("oid")
+        return RepoEntry(
+            str(item.get("path", "")),
+            lfs_size if isinstance(lfs_size, int) else size if isinstance(size, int) else None,
+            _sha(oid if isinstance(oid, str) else None),
+        )
+    oid = str(item.get("oid", "")).lower()
+    return RepoEntry(
+        str(item.get("path", "")),
+        size if isinstance(size, int) else None,
+        None,
+        oid if _SHA1.match(oid) else None,
+    )
 
 
 def sources_for(settings: Settings, choice: str) -> list[Source]:

@@ -10,7 +10,6 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,70 +23,35 @@ from bendi.core.errors import (
 )
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
-from bendi.store.download import PARALLEL_MIN_BYTES, SPLIT_PROBE_S, Downloader, FileProgress
+from bendi.store.download import PARALLEL_MIN_BYTES, SPLIT_PROBE_S, Downloader
 from bendi.store.formats import check_model_file, check_safetensors
 from bendi.store.gguf import GgufInfo, read_gguf
+from bendi.store.hf_store import import_folder, pull_repo
 from bendi.store.hosts import GuardedClient, HostPolicy
-from bendi.store.manifest import Layout, Manifest, ManifestFile
+from bendi.store.manifest import Layout, Manifest, ManifestFile, ManifestVersionError
 from bendi.store.partial import DownloadCancelled, DownloadInProgressError, check_disk_space
 from bendi.store.plan import PullPlan, plan_pull
+from bendi.store.progress import Meter, ProgressFn, PullProgress
 from bendi.store.reference import ModelName, parse_model_name, split_parts
-from bendi.store.sources import RemoteFile, RemoteNotFoundError, sources_for
+from bendi.store.sources import RemoteFile, RemoteNotFoundError, Source, sources_for
 
-
-@dataclass(frozen=True)
-class PullProgress:
-    """One progress report; byte counts are over the whole model (all parts of a split GGUF)."""
-
-    status: str  # "resolving" | "downloading" | "verifying" | "success"
-    model: str
-    file_name: str | None = None
-    source: str | None = None
-    completed_bytes: int = 0
-    total_bytes: int | None = None
-    speed_bytes_per_s: float = 0.0
-    eta_s: float | None = None
+__all__ = ["InstalledModel", "ProgressFn", "PullProgress", "Store"]
 
 
 @dataclass(frozen=True)
 class InstalledModel:
     name: str
     manifest: Manifest
-    path: Path  # what llama.cpp loads (split GGUF: part 1 in the view folder)
+    path: Path  # what an engine loads (split GGUF: part 1 in the view folder; HF format: the folder)
+    notes: tuple[str, ...] = ()  # what an import or pull left out, for the user
 
     @property
     def size_bytes(self) -> int:
         return self.manifest.size_bytes
 
-
-ProgressFn = Callable[[PullProgress], None]
-
-
-class _Meter:
-    """Turns byte counts into speed and ETA (smoothed over a sliding window)."""
-
-    def __init__(self, model: str, total: int | None, progress: ProgressFn | None) -> None:
-        self.model, self.total, self.progress = model, total, progress
-        self.base = 0  # bytes of files already finished
-        self.samples: list[tuple[float, int]] = []
-        self.last_emit = 0.0
-
-    def file(self, source: str, update: FileProgress) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        done = self.base + update.done_bytes
-        self.samples.append((now, done))
-        while len(self.samples) > 2 and now - self.samples[0][0] > 3.0:
-            self.samples.pop(0)
-        if now - self.last_emit < 0.1 and update.done_bytes != update.total_bytes:
-            return
-        self.last_emit = now
-        t0, b0 = self.samples[0]
-        speed = (done - b0) / (now - t0) if now > t0 and done >= b0 else 0.0
-        eta = (self.total - done) / speed if speed > 0 and self.total else None
-        name = update.path_in_repo.rsplit("/", 1)[-1]
-        self.progress(PullProgress("downloading", self.model, name, source, done, self.total, speed, eta))
+    @property
+    def format(self) -> str:
+        return self.manifest.format
 
 
 class Store:
@@ -123,6 +87,8 @@ class Store:
 
         try:
             installed = self.get(name)
+        except ManifestVersionError:
+            raise  # a newer bendi's model: its blobs cannot be told apart here, so nothing is deleted
         except InvalidModelFileError:  # a damaged manifest: remove it; its blobs cannot be known
             self.layout.manifest_path(parse_model_name(name)).unlink(missing_ok=True)
             return []
@@ -130,8 +96,8 @@ class Store:
             raise ModelNotFoundError(f"Model {name!r} is not installed; `bendi list` shows what is.")
         return self.layout.remove(installed.manifest.name)
 
-    def _installed(self, manifest: Manifest) -> InstalledModel:
-        return InstalledModel(str(manifest.name), manifest, self.layout.load_path(manifest))
+    def _installed(self, manifest: Manifest, notes: tuple[str, ...] = ()) -> InstalledModel:
+        return InstalledModel(str(manifest.name), manifest, self.layout.load_path(manifest), notes)
 
     # ---- pulling -------------------------------------------------------------------------------
     def pull(
@@ -143,9 +109,10 @@ class Store:
         name: str | None = None,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        model_format: str | None = None,
     ) -> InstalledModel:
         """Download (resuming) and verify a model, then register it under its local name."""
-        plan = plan_pull(reference, quant=quant, name=name)
+        plan = plan_pull(reference, quant=quant, name=name, model_format=model_format)
         emit = progress or (lambda _p: None)
         emit(PullProgress("resolving", str(plan.name)))
         failures: list[tuple[str, DownloadError]] = []
@@ -155,6 +122,8 @@ class Store:
                 if repo is None:
                     continue
                 try:
+                    if plan.format == "hf":
+                        return self._fetch_repo(plan, candidate, http, progress, cancel)
                     remotes = [candidate.locate(http, repo, f.path_in_repo) for f in plan.files]
                     return self._fetch_all(plan, http, remotes, progress, cancel)
                 except (
@@ -189,16 +158,8 @@ class Store:
         sizes = [r.size_bytes or w.size_bytes for r, w in zip(remotes, plan.files, strict=True)]
         total = sum(s for s in sizes if s) if all(sizes) else None
         check_disk_space(self.layout.paths.partials, total or 0, str(plan.name))
-        meter = _Meter(str(plan.name), total, progress)
-        downloader = Downloader(
-            self.layout,
-            http,
-            backoff_s=self.retry_backoff_s,
-            connections=self.settings.download_connections,
-            parallel_min_bytes=self.parallel_min_bytes,
-            split_below_bytes_per_s=self.settings.download_split_below_mb_s * 1e6,
-            split_probe_s=self.split_probe_s,
-        )
+        meter = Meter(str(plan.name), total, progress)
+        downloader = self._downloader(http)
         files: list[ManifestFile] = []
         verified = True
         for remote, wanted in zip(remotes, plan.files, strict=True):
@@ -227,6 +188,34 @@ class Store:
             progress(PullProgress("success", str(plan.name), completed_bytes=meter.base, total_bytes=total))
         return installed
 
+    def _downloader(self, http: GuardedClient) -> Downloader:
+        return Downloader(
+            self.layout,
+            http,
+            backoff_s=self.retry_backoff_s,
+            connections=self.settings.download_connections,
+            parallel_min_bytes=self.parallel_min_bytes,
+            split_below_bytes_per_s=self.settings.download_split_below_mb_s * 1e6,
+            split_probe_s=self.split_probe_s,
+        )
+
+    def _fetch_repo(
+        self,
+        plan: PullPlan,
+        candidate: Source,
+        http: GuardedClient,
+        progress: ProgressFn | None,
+        cancel: threading.Event | None,
+    ) -> InstalledModel:
+        """A Hugging Face-format repository: every file, one progress stream (hf_store.pull_repo)."""
+        manifest, skipped = pull_repo(
+            self.layout, plan, candidate, http, self._downloader(http), progress, cancel
+        )
+        if progress is not None:
+            progress(PullProgress("success", str(plan.name), completed_bytes=manifest.size_bytes,
+                                  total_bytes=manifest.size_bytes))  # fmt: skip
+        return self._installed(manifest, skipped)
+
     def _register(
         self, name: ModelName, files: list[ManifestFile], source: dict[str, str], verified: bool
     ) -> InstalledModel:
@@ -238,7 +227,7 @@ class Store:
             try:
                 info = _validate_named(blob, item.file_name)
             except InvalidModelFileError:
-                if not any(item.digest in {f.digest for f in m.files} for m in self.layout.all()):
+                if item.digest not in self.layout.digests_in_use():
                     blob.unlink(missing_ok=True)
                 raise
             if info is not None:
@@ -253,6 +242,25 @@ class Store:
         return self._installed(manifest)
 
     # ---- importing -----------------------------------------------------------------------------
+    def import_path(self, path: Path, *, name: str | None = None, link: bool = False) -> InstalledModel:
+        """A GGUF file, or a Hugging Face-format folder (config.json + safetensors)."""
+        try:
+            is_dir = Path(path).expanduser().is_dir()
+        except OSError:  # e.g. a name too long for the filesystem: import_file says there is no such file
+            is_dir = False
+        return self.import_dir(path, name=name, link=link) if is_dir else (
+            self.import_file(path, name=name, link=link))  # fmt: skip
+
+    def import_dir(self, path: Path, *, name: str | None = None, link: bool = False) -> InstalledModel:
+        """Register a Hugging Face-format folder: each file hashed into a blob, copied or hard-linked."""
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise UserInputError(f"There is no folder at {folder}.")
+        local = parse_model_name(name) if name is not None else ModelName(
+            parse_model_name(folder.resolve().name.lower()[:120]).name)  # fmt: skip
+        manifest, skipped = import_folder(self.layout, folder, local, link, self._ingest)
+        return self._installed(manifest, skipped)
+
     def import_file(self, path: Path, *, name: str | None = None, link: bool = False) -> InstalledModel:
         """Register a local GGUF (all parts of a split one): hashed, validated, copied or hard-linked."""
         path = Path(path).expanduser()
