@@ -86,12 +86,15 @@ class Services:
     def knowledge(self) -> KnowledgeBases:
         from bendi.knowledge.embedding import make_embedder
         from bendi.knowledge.library import KnowledgeBases
+        from bendi.knowledge.rerank import load_reranker
 
         threads = self.settings.threads
         return KnowledgeBases(
             self.paths,
             self.settings.embedding_model,
             lambda name: make_embedder(name, threads=threads, acquire=self.engines.acquire),
+            reranker=lambda: load_reranker(self.settings.kb_reranker, threads=threads),
+            query_rewrite=self.settings.kb_query_rewrite,
         )
 
     def init_team(self, username: str, password: str | None) -> tuple[User, str | None]:
@@ -109,4 +112,9 @@ class Services:
 
 
 def build_services(settings: Settings) -> Services:
+    # Before anything opens a database: data from a newer bendi is refused, older data is backed up
+    # and migrated forward (ops/migrations.py).
+    from bendi.ops.migrations import prepare_data_dir
+
+    prepare_data_dir(settings.home)
     return Services(settings=settings)

@@ -123,3 +123,51 @@ def test_plan_text_shows_reasons_breakdown_and_command(capsys: pytest.CaptureFix
     assert code == 0 and "Why llama.cpp:" in out and "consumer GPU" in out
     assert "Decode is limited by ram" in out and "one socket of 2" in out
     assert "Command: numactl --cpunodebind=0 --membind=0 bendi serve" in out and "-ot exps=CPU" in out
+
+
+def test_plan_json_with_sockets_reports_engine_quant_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run(
+        capsys, "plan", "deepseek-r1:671b", "--gpu", "8xH20", "--ram", "1024", "--sockets", "2", "--json"
+    )
+    data = json.loads(out)
+    assert code == 0 and (data["engine"], data["quant"], data["sockets"]) == ("sglang", "FP8", 2)
+    assert data["command"][:3] == ["python3", "-m", "sglang.launch_server"]
+    assert data["serve_command"] == ["bendi", "serve", "--engine", "sglang", "--model", data["model"]]
+    assert data["installed"] is None  # a described machine: nothing is said about what is installed here
+
+
+def test_plan_says_what_bendi_serve_would_run_with_what_is_installed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, smollm2_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bendi.core.settings import Settings
+    from bendi.store.store import Store
+
+    monkeypatch.setenv("BENDI_HOME", str(tmp_path))
+    Store(Settings(home=tmp_path)).import_file(smollm2_path, name="deepseek-r1:7b-q4_K_M", link=True)
+    code, out = run(capsys, "plan", "deepseek-r1:7b", "--json")
+    here = json.loads(out)["installed"]
+    assert (here["model"], here["engine"]) == ("deepseek-r1:7b-q4_K_M", "llama.cpp")
+    assert here["reason"] and here["serve_command"][-1] == "deepseek-r1:7b-q4_K_M"
+    code, out = run(capsys, "plan", "deepseek-r1:7b")
+    assert "Installed here: bendi serve would run deepseek-r1:7b-q4_K_M on llama.cpp." in out
+    code, out = run(capsys, "plan", "deepseek-r1:14b", "--json")
+    assert json.loads(out)["installed"] is None  # not installed: nothing to say
+
+
+def test_the_plan_route_reports_what_bendi_plan_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from bendi.core.settings import load_settings
+    from bendi.gateway.app import create_app
+    from bendi.services import build_services
+
+    app = create_app(build_services(load_settings(home=tmp_path, threads=2)))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        served = client.get("/v1/plan", params={"model": "deepseek-r1:7b"}).json()
+    code, out = run(capsys, "plan", "deepseek-r1:7b", "--json")
+    planned = json.loads(out)
+    for key in ("engine", "quant", "format", "command", "command_line", "serve_command", "engine_reasons"):
+        assert served[key] == planned[key], key
+    assert served["command"]

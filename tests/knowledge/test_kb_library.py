@@ -82,8 +82,9 @@ def test_readd_unchanged_is_skipped_and_changed_replaces(knowledge: KnowledgeBas
 
 
 def test_folder_with_broken_ocr_and_hostile_names(
-    knowledge: KnowledgeBases, tmp_path: Path, shared_dir: Path
+    knowledge: KnowledgeBases, tmp_path: Path, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("BENDI_KB_OCR", "0")  # the needs_ocr path; OCR itself: tests/knowledge/test_ocr*.py
     folder = tmp_path / "library"
     (folder / "子目录 with space").mkdir(parents=True)
     hostile = ["a'; DROP TABLE chunks;--.md", '名称 "quoted" $(rm -rf x).txt', "子目录 with space/-rf.md"]

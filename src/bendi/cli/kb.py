@@ -65,6 +65,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hide-thinking", action="store_true")
     p.set_defaults(func=_ask)
 
+    p = sub.add_parser("demo", help="create the demo base `mining` from the regulations shipped with bendi")
+    p.set_defaults(func=_demo)
+
     kb_access.register(sub)  # grant, revoke, access
 
 
@@ -123,6 +126,41 @@ def _add(args: argparse.Namespace) -> int:
         s: sum(o.status == s for o in outcomes) for s in ("indexed", "unchanged", "needs_ocr", "failed")
     }
     print(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no supported files found")
+    return 1 if failed else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bendi.knowledge.ingest import IngestProgress
+    from bendi.ops.demo import DEMO_BASE_NAME, create_demo
+
+    tty = sys.stderr.isatty()
+
+    def show(p: IngestProgress) -> None:
+        line = f"[{p.files_done}/{p.files_total} files] {p.chunks_done} chunks, {p.chunks_per_s:.1f} chunks/s"
+        print(("\r\x1b[2K" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    result = create_demo(_services().knowledge, progress=show)
+    if tty:
+        print(file=sys.stderr)
+    name = result.kb.display_name
+    if not result.is_demo:
+        print(f"A knowledge base named {name} exists already and is not the demo; it was left as it is. "
+              f"Remove it first (bendi kb rm {_arg(name)}) to create the demo.")  # fmt: skip
+        return 1
+    if result.created:
+        kb_access.after_create(result.kb.name)
+    failed = [o for o in result.outcomes if o.status == "failed"]
+    for o in failed:
+        print(f"failed     {o.file}  {o.error or ''}")
+    info = result.kb.info()
+    if result.created:
+        print(f"Created the demo knowledge base {name}: {info.documents} documents, {info.chunks} chunks.")
+    elif result.added:
+        print(f"The demo knowledge base {name} exists already; added {result.added} missing file(s) "
+              f"({info.documents} documents now).")  # fmt: skip
+    else:
+        print(f"The demo knowledge base {name} exists already ({info.documents} documents, up to date).")
+    print(f'Try: bendi kb ask {DEMO_BASE_NAME} "矿山建设工程的安全设施必须和主体工程同时设计吗？"')
     return 1 if failed else 0
 
 

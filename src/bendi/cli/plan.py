@@ -84,6 +84,7 @@ def handle(args: argparse.Namespace) -> int:
     from bendi.catalog.advisor import hardware_options, rank_variants
     from bendi.catalog.catalog import load_catalog
     from bendi.catalog.engine_choice import plan_serving
+    from bendi.engines.plan_command import launch_command
 
     if args.context_tokens is not None and args.context_tokens < 1:
         raise UserInputError("--ctx must be a positive number of tokens, e.g. --ctx 8192.")
@@ -102,11 +103,15 @@ def handle(args: argparse.Namespace) -> int:
     if args.model:
         quant_given = bool(args.quant) or load_catalog().names_quant(args.model)
         plan = plan_serving(_variant(args), machine, args.context_tokens, args.engine, quant_given)
-        launch = launch_command(plan)
+        launch = launch_command(plan)  # engines/plan_command.py
+        # What `bendi serve` would do here with what is installed (only for this machine, not a described one).
+        here = _installed_here(args) if machine.label == "this machine" else None
         if args.json:
-            print(json.dumps({**plan.to_json(), **launch}, indent=2, ensure_ascii=False))
+            print(json.dumps({**plan.to_json(), **launch, "installed": here}, indent=2, ensure_ascii=False))
         else:
             _print_plan(plan, launch)
+            if here is not None:
+                _console().print(f"Installed here: {_escape(here['summary'])}")
         return 0 if plan.fits else 2
     fitting, rejected = rank_variants(machine, args.context_tokens, args.engine)
     if args.json:
@@ -126,6 +131,39 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _installed_here(args: argparse.Namespace) -> dict[str, Any] | None:
+    """engines/engine_select's choice among the installed forms of MODEL (GGUF, HF) on this machine,
+    with its reason; None when no form of it is installed."""
+    from bendi.core.errors import BendiError, ModelNotFoundError
+    from bendi.core.paths import DataPaths
+    from bendi.core.settings import load_settings
+    from bendi.engines.engine_select import select_engine
+    from bendi.store.resolve import resolve_model
+
+    settings = load_settings()
+    paths = DataPaths(settings.home)
+    try:
+        decision = select_engine(args.model, args.engine, lambda n: resolve_model(paths, n), settings, paths)
+    except ModelNotFoundError:
+        return None
+    except BendiError as exc:
+        return {"model": None, "engine": None, "reason": exc.message, "summary": exc.message}
+    name = decision.model.name
+    return {
+        "model": name,
+        "engine": decision.kind,
+        "reason": decision.reason,
+        "serve_command": ["bendi", "serve", "--engine", decision.kind, "--model", name],
+        "summary": f"bendi serve would run {name} on {decision.kind}. {decision.reason}",
+    }
+
+
 def _console() -> Any:
     """Tables stay one row per model when piped (rich would wrap them at 80 columns)."""
     import sys
@@ -141,70 +179,6 @@ def _gb(n: float) -> str:
 
 def _speed(tps: float) -> str:
     return f"{tps:,.1f}" if tps else "-"
-
-
-def launch_command(plan: Any) -> dict[str, Any]:
-    """The command bendi would start for `plan` (engines/launch.py), for `--json` and the table."""
-    import shlex
-
-    from bendi.catalog.catalog import load_catalog
-    from bendi.engines import launch
-
-    if plan.engine in ("vllm", "sglang"):
-        model_path = plan.hf_repo or plan.model
-        if plan.engine == "vllm":
-            placement = launch.Placement(
-                plan.tensor_parallel, plan.nodes, plan.tensor_parallel, plan.pipeline_parallel
-            )
-            lp = launch.vllm_plan(
-                model_path, plan.model, port=launch.VLLM_PORT, placement=placement,
-                context_tokens=plan.context_tokens, reasoning=False,
-            )  # fmt: skip
-        else:
-            per_node = max(plan.tensor_parallel // max(plan.nodes, 1), 1)
-            placement = launch.Placement(per_node, plan.nodes, per_node * plan.nodes, 1)
-            lp = launch.sglang_plan(
-                model_path, plan.model, port=launch.SGLANG_PORT, placement=placement,
-                context_tokens=plan.context_tokens, reasoning=False,
-            )  # fmt: skip
-        return {
-            "command": list(lp.argv),
-            "command_line": shlex.join(lp.argv),
-            "worker_node_commands": list(lp.worker_node_commands),
-            "command_notes": list(lp.notes)
-            + (
-                [
-                    f"bendi cluster plan {plan.model} --nodes {plan.nodes} --gpu ... prints every node's commands."
-                ]
-                if plan.nodes > 1
-                else []
-            ),
-        }
-    pinned = plan.numa == "pinned"
-    command = ["bendi", "serve", "--engine", "llama.cpp", "--model", plan.model]
-    if pinned:
-        command = ["numactl", "--cpunodebind=0", "--membind=0", *command]
-    files = load_catalog().resolve(plan.model).files
-    equivalent = launch.llama_server_plan(
-        "llama-server",
-        files[0].path_in_repo if files else plan.model,
-        plan.model,
-        port=8080,
-        context_tokens=plan.context_tokens,
-        gpu_layers=plan.gpu_layers,
-        override_tensors="exps=CPU" if plan.experts_on_cpu else None,
-        numa="distribute" if plan.numa == "spanning" else None,
-        numa_node=0 if pinned else None,
-    )
-    return {
-        "command": command,
-        "command_line": shlex.join(command),
-        "worker_node_commands": [],
-        "command_notes": [
-            "bendi runs llama.cpp in its own process; the same placement with llama.cpp's llama-server: "
-            + shlex.join(equivalent.argv)
-        ],
-    }
 
 
 def _print_plan(plan: Any, launch: dict[str, Any]) -> None:

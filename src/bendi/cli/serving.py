@@ -36,8 +36,20 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--engine",
         choices=("auto", "llama.cpp", "vllm", "sglang"),
-        help="engine for Hugging Face-format models: auto (vLLM), vllm or sglang, started and supervised by "
-        "bendi; GGUF files always run on llama.cpp (env BENDI_ENGINE; docs/engines.md)",
+        help="auto follows the advisor: HF-format weights on vLLM/SGLang on data-center GPUs, else the GGUF on "
+        "llama.cpp; or force one (env BENDI_ENGINE; per model in the config file; docs/engines.md)",
+    )
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="MODEL=URL",
+        help="serve MODEL by a replica at URL (another bendi, vLLM, SGLang or llama-server); repeat with the "
+        "same MODEL for more replicas, URL 'local' for this bendi's own engine (docs/engines.md, Replicas)",
+    )
+    parser.add_argument(
+        "--upstreams-file",
+        type=Path,
+        help="TOML file of [[replica]] tables (model, url, api_key, model_id); env BENDI_UPSTREAMS_FILE",
     )
 
 
@@ -53,6 +65,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         engine=getattr(args, "engine", None),
+        upstreams=tuple(args.upstream) if getattr(args, "upstream", None) else None,
+        upstreams_file=getattr(args, "upstreams_file", None),
     )
 
 
@@ -156,6 +170,9 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
     from bendi.services import build_services
 
     check_tls(settings)  # before anything binds or loads: a wrong file is a sentence and exit 1
+    from bendi.engines.remote import upstream_specs
+
+    upstream_specs(settings)  # a malformed --upstream or upstreams file: a sentence and exit 1, now
     configure_logging(settings.log_level, settings.log_format)
 
     services = build_services(settings)

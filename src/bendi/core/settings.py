@@ -7,8 +7,9 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bendi.core.engine_args import check_engine_args
 from bendi.core.errors import UserInputError
 
 DEFAULT_PORT = 11435  # next to Ollama's 11434, so both can run side by side
@@ -26,6 +27,23 @@ def physical_cores() -> int:
     except Exception:  # psutil missing or unable to read /proc: fall back to logical count
         pass
     return max(1, os.cpu_count() or 1)
+
+
+class ModelSettings(BaseModel):
+    """`[models."NAME"]` in config.toml: how one model is served (docs/engines.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    engine: Literal["auto", "llama.cpp", "vllm", "sglang"] | None = None  # None: settings.engine
+    # Added to the vLLM / SGLang command line; `vllm_args` and `sglang_args` are accepted spellings.
+    engine_args: tuple[str, ...] = Field(
+        default=(), validation_alias=AliasChoices("engine_args", "vllm_args", "sglang_args")
+    )
+
+    @field_validator("engine_args")
+    @classmethod
+    def _safe_args(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_engine_args(value)
 
 
 class Settings(BaseModel):
@@ -78,7 +96,12 @@ class Settings(BaseModel):
     sglang_python: str | None = None
     engine_start_timeout_s: float = 900.0  # a server engine must answer its health check by then
     engine_restart_max: int = 5  # restarts of a crashed engine (with backoff) before it is marked failed
+    # An engine alive but not answering its health check this long is killed and restarted; 0: never.
+    engine_hang_timeout_s: float = 60.0
+    models: dict[str, ModelSettings] = Field(default_factory=dict)  # [models."NAME"] tables
     upstreams: tuple[str, ...] = ()  # MODEL=URL replicas (other bendi, vLLM, SGLang, llama-server)
+    upstreams_file: Path | None = None  # TOML [[replica]] tables: model, url, api_key, model_id
+    upstream_health_interval_s: float = 2.0  # how often each replica's /health is checked
     ray_command: str = "ray"
 
     # engine
@@ -123,9 +146,18 @@ class Settings(BaseModel):
     # knowledge
     embedding_model: str = "multilingual-e5-small"
     rerank: bool = False
+    # A cross-encoder reranker GGUF (bge-reranker family) for knowledge-base search; "" = none.
+    kb_reranker: str = ""
+    # Let the served model restate a question in the documents' terms before retrieval (only models
+    # of >= 7B parameters do; knowledge/rewrite.py). Off: it costs a model call per question.
+    kb_query_rewrite: bool = False
     # Below this best dense similarity a question is answered "I don't know" without calling the
     # model; None: the embedder's measured default (knowledge/answer.py).
     kb_min_similarity: float | None = None
+    # OCR of scanned PDFs, images and pictures in DOCX (rapidocr, offline, CPU); the cores one page
+    # uses (pages are read one at a time per process, so this bounds what a big scan takes).
+    kb_ocr: bool = True
+    kb_ocr_threads: int = 2
 
     @property
     def base_url(self) -> str:
@@ -135,6 +167,13 @@ class Settings(BaseModel):
 
 def _coerce_env(name: str, raw: str, annotation: Any) -> Any:
     text = str(annotation)
+    if text.startswith("dict"):  # BENDI_MODELS='{"NAME": {"engine": "vllm"}}'
+        import json
+
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise UserInputError(f"{ENV_PREFIX}{name.upper()} must be a JSON object: {exc}.") from exc
     if "tuple" in text:
         # ';' separates items that contain commas themselves (LDAP DNs: cn=a,ou=groups,dc=x)
         separator = ";" if ";" in raw else ","

@@ -18,6 +18,7 @@ from bendi.store.resolve import LocalModel, installed_models
 log = logging.getLogger("bendi.engines")
 EngineKind = Literal["llama.cpp", "vllm", "sglang"]
 ServerKind = Literal["vllm", "sglang"]
+_last_logged: dict[str, tuple[str, str]] = {}
 
 
 def is_hf_model(model: LocalModel) -> bool:
@@ -184,7 +185,8 @@ def select_engine(
     chosen = engine_choice_for(asked, [m.name for m in found], choice, settings)
     needs_advice = chosen == "auto" and any(is_hf_model(m) for m in found)
     decision = decide(found, chosen, advise(found, settings) if needs_advice else None)
-    if needs_advice or len(found) > 1:
+    if (needs_advice or len(found) > 1) and _last_logged.get(asked) != (decision.model.name, decision.kind):
+        _last_logged[asked] = (decision.model.name, decision.kind)  # once per change, not per request
         log.info(
             "engine chosen",
             extra={"model": decision.model.name, "engine": decision.kind, "reason": decision.reason},

@@ -181,6 +181,12 @@ class SupervisedProcess:
         if self._state != "failed":
             self._state = "stopped"
 
+    async def kill_hung(self, what: str, *, grace_s: float = 2.0) -> None:
+        """Mark the process failed with `what` (and its log tail), then stop its whole group: an
+        engine that is alive but no longer answers is treated like one that crashed."""
+        self._fail(what)
+        await self.stop(grace_s=grace_s)
+
     def kill_group(self) -> None:
         """SIGKILL every process left in the engine's group (the group outlives its leader)."""
         if self._proc is not None:

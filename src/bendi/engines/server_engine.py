@@ -30,6 +30,13 @@ from bendi.engines.upstream import UpstreamEngine, UpstreamUnavailableError
 ServerKind = Literal["vllm", "sglang"]
 
 
+def extra_args(settings: Settings, name: str) -> list[str]:
+    """`[models."NAME"] engine_args` from the config file (checked when settings load: nothing that
+    would expose the engine or run model code gets this far)."""
+    entry = settings.models.get(name)
+    return list(entry.engine_args) if entry else []
+
+
 def vllm_launch(
     install: EngineInstall, hf: HfModel, name: str, settings: Settings, paths: DataPaths, port: int
 ) -> LaunchPlan:
@@ -59,6 +66,7 @@ def vllm_launch(
             hf.kv_cache_gib(tokens)
         )
     (cache / "tmp").mkdir(parents=True, exist_ok=True)
+    argv += extra_args(settings, name)  # last: an operator's value wins over bendi's defaults
     return dataclasses.replace(plan, argv=tuple(argv), env=tuple(env.items()))
 
 
@@ -70,6 +78,7 @@ def sglang_launch(
     argv = [a for a in plan.argv if a != "--trust-remote-code"]
     argv[0] = install.python
     argv += ["--max-running-requests", str(max(1, settings.parallel_sequences))]
+    argv += extra_args(settings, name)
     env = {"HF_HUB_OFFLINE": "1", "TMPDIR": str(paths.cache / "sglang" / "tmp")}
     (paths.cache / "sglang" / "tmp").mkdir(parents=True, exist_ok=True)
     return dataclasses.replace(plan, argv=tuple(argv), env=tuple(env.items()))
@@ -210,6 +219,7 @@ async def start_server_engine(
         what=f"the {kind} engine for {name}",
         start_timeout_s=settings.engine_start_timeout_s,
         restart_max=settings.engine_restart_max,
+        hang_timeout_s=settings.engine_hang_timeout_s,
     )
     await supervisor.start()
     return ServerEngine(name, kind, hf, supervisor, settings)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+import httpx
+
 from bendi.core.errors import EngineError, OverloadedError
 from bendi.engines.launch import LaunchPlan
 from bendi.engines.process import SupervisedProcess
@@ -21,6 +23,7 @@ PlanForPort = Callable[[int], LaunchPlan]
 MAX_BACKOFF_S = 60.0
 STABLE_AFTER_S = 600.0  # an engine that ran this long without crashing gets its restart budget back
 WATCH_INTERVAL_S = 0.5
+MAX_HEALTH_INTERVAL_S = 5.0  # a health request every few seconds at most (the engine serves users)
 PORT_RETRIES = 3
 
 
@@ -42,7 +45,11 @@ class EngineSupervisor:
     `start()` returns when the first start is healthy or raises EngineError with the reason. After
     that a watcher notices a crash and restarts it after 1, 2, 4, ... s, at most `restart_max` times
     in a row; then the engine is failed for good and `check()` says why. While it restarts,
-    `check()` raises OverloadedError (503 with Retry-After) so clients know to retry."""
+    `check()` raises OverloadedError (503 with Retry-After) so clients know to retry.
+
+    With `hang_timeout_s` > 0 the watcher also asks the engine's health endpoint every few seconds;
+    an engine whose process is alive but has not answered it for `hang_timeout_s` (a deadlock, a
+    wedged GPU driver) is killed with its whole process group and restarted like a crashed one."""
 
     def __init__(
         self,
@@ -52,12 +59,17 @@ class EngineSupervisor:
         what: str,
         start_timeout_s: float,
         restart_max: int,
+        hang_timeout_s: float = 0.0,
     ) -> None:
         self._plan_for_port = plan_for_port
         self._log_path = log_path
         self._what = what  # e.g. "the vllm engine for smollm2-hf"
         self._start_timeout_s = start_timeout_s
         self._restart_max = max(0, restart_max)
+        self._hang_timeout_s = max(0.0, hang_timeout_s)
+        self._health_interval_s = min(MAX_HEALTH_INTERVAL_S, max(WATCH_INTERVAL_S, self._hang_timeout_s / 4))
+        self._last_healthy_s = self._last_probe_s = 0.0
+        self.last_failure: str | None = None  # why the engine was last restarted (a crash or a hang)
         self._process: SupervisedProcess | None = None
         self._port = 0
         self._watcher: asyncio.Task[None] | None = None
@@ -105,21 +117,50 @@ class EngineSupervisor:
                 await process.stop()  # cancelled (shutdown during the start): leave nothing behind
                 raise
             self._start_duration_s = time.monotonic() - began
+            self._last_healthy_s = time.monotonic()
             return
 
     async def _watch(self) -> None:
-        while self.state in ("ready", "restarting"):
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            process = self._process
-            if process is None or self.state != "ready":
-                continue
-            status = process.status()
-            if status.state != "failed":
-                if self.restarts and time.monotonic() - process.started_s > STABLE_AFTER_S:
-                    self.restarts = 0
-                continue
-            log.warning("engine crashed", extra={"engine": self._what, "reason": status.reason})
-            await self._restart(status.reason or "it stopped")
+        probe_timeout_s = min(2.0, self._hang_timeout_s) if self._hang_timeout_s else 2.0
+        async with httpx.AsyncClient(timeout=probe_timeout_s, trust_env=False) as client:
+            while self.state in ("ready", "restarting"):
+                await asyncio.sleep(WATCH_INTERVAL_S)
+                process = self._process
+                if process is None or self.state != "ready":
+                    continue
+                status = process.status()
+                if status.state != "failed":
+                    if self.restarts and time.monotonic() - process.started_s > STABLE_AFTER_S:
+                        self.restarts = 0
+                    if await self._hung(process, client):
+                        await self._kill_hung(process)
+                    continue
+                log.warning("engine crashed", extra={"engine": self._what, "reason": status.reason})
+                self.last_failure = status.reason or "it stopped"
+                await self._restart(self.last_failure)
+
+    async def _hung(self, process: SupervisedProcess, client: httpx.AsyncClient) -> bool:
+        """Ask the health endpoint (every few seconds); True once it has not answered 200 for
+        hang_timeout_s while the process kept running."""
+        now = time.monotonic()
+        if not self._hang_timeout_s or now - self._last_probe_s < self._health_interval_s:
+            return False
+        self._last_probe_s = now
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(process.plan.base_url + process.plan.health_path)).status_code == 200:
+                self._last_healthy_s = time.monotonic()
+        return time.monotonic() - self._last_healthy_s > self._hang_timeout_s
+
+    async def _kill_hung(self, process: SupervisedProcess) -> None:
+        silent_s = time.monotonic() - self._last_healthy_s
+        what = (
+            f"{self._what} was running but did not answer its health check for {silent_s:.0f} s "
+            f"(BENDI_ENGINE_HANG_TIMEOUT_S={self._hang_timeout_s:g}), so bendi killed it as hung"
+        )
+        log.warning("engine hung", extra={"engine": self._what, "silent_s": round(silent_s, 1)})
+        await process.kill_hung(what)
+        self.last_failure = process.status().reason or what
+        await self._restart(self.last_failure)
 
     async def _restart(self, reason: str) -> None:
         while True:

@@ -173,7 +173,9 @@ class UpstreamEngine:
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
-                        break
+                        # Read on to the end of the body (right after this line): a connection left
+                        # mid-body is closed instead of reused, which costs a connect per request.
+                        continue
                     chunk = json.loads(payload)
                     if chunk.get("usage"):
                         usage = _usage(chunk["usage"], usage.prompt_tokens)

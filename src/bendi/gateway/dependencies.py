@@ -15,7 +15,8 @@ from bendi.services import Services
 _FINGERPRINT_SALT = secrets.token_bytes(16)  # per process: quotas are in memory, so nothing is lost
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on every request.
     services: Services = request.app.state.services
     return services
 
@@ -42,5 +43,5 @@ def principal_of(request: Request) -> Principal:
 
 def readable_kbs(request: Request) -> KbScope:
     """The knowledge bases this caller may read: the scope every knowledge-base lookup must pass."""
-    services = get_services(request)
+    services: Services = request.app.state.services
     return services.access.policy.readable_kbs(principal_of(request))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bendi.engines.messages import Finished
+from bendi.engines.replicas import ReplicaStatus
 from bendi.engines.stats import EngineStats
 from bendi.gateway.dependencies import client_id, get_services
 from bendi.services import Services
@@ -144,6 +145,20 @@ class Metrics:
             out.append(
                 f'bendi_model_loaded{{model="{_esc(info.model_name)}",engine="{info.engine}"}} {info.memory_bytes}'
             )
+        replica_rows: tuple[tuple[str, str, str, Callable[[ReplicaStatus], float]], ...] = (
+            ("bendi_replica_healthy", "gauge", "1 while the replica is in service, 0 while it is out.",
+             lambda r: int(r.healthy)),
+            ("bendi_replica_in_flight", "gauge", "Requests on the replica now.", lambda r: r.in_flight),
+            ("bendi_replica_requests_total", "counter", "Requests sent to the replica.", lambda r: r.requests_total),
+            ("bendi_replica_failures_total", "counter", "Requests the replica failed or refused.",
+             lambda r: r.failures_total),
+        )  # fmt: skip
+        replicas = pool.replicas()
+        for name, kind, text, replica_value in replica_rows:
+            header(name, kind, text)
+            for replica in replicas:
+                labels = f'model="{_esc(replica.model)}",replica="{_esc(replica.url)}"'
+                out.append(f"{name}{{{labels}}} {replica_value(replica)}")
         header("bendi_uptime_seconds", "gauge", "Seconds since the server started.")
         out.append(f"bendi_uptime_seconds {time.time() - self.started_s:.1f}")
         return "\n".join(out) + "\n"

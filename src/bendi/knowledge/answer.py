@@ -19,6 +19,7 @@ from bendi.engines.protocol import Engine
 from bendi.engines.reasoning import ReasoningSplitter
 from bendi.knowledge.library import KnowledgeBase
 from bendi.knowledge.records import Hit
+from bendi.knowledge.rewrite import rewrite_query
 
 # e5 cosine similarities are compressed into ~0.7-0.95; measured on the mining library, related
 # questions score >= 0.88 and unrelated ones (Eiffel tower, baking) 0.74-0.80.
@@ -155,12 +156,18 @@ async def ground(kb: KnowledgeBase, question: str, acquire: Callable[[], Awaitab
     """Retrieve and decide: refuse (no engine loaded) or build the prompt that fits the window."""
     if not question.strip():
         raise UserInputError("The question is empty.")
-    result = await asyncio.to_thread(kb.search, question, top_k=top_k, document_ids=document_ids)
+    engine: Engine | None = None
+    rewrites: list[str] = []
+    if kb.query_rewrite:  # opt-in: the model is needed before retrieval, even for a refusal
+        engine = await acquire()
+        rewrites = await rewrite_query(engine, question)
+    result = await asyncio.to_thread(kb.search, question, top_k=top_k, document_ids=document_ids,
+                                     rewrites=rewrites)  # fmt: skip
     threshold = min_similarity(kb, min_score)
     if not result.hits or result.best_similarity < threshold:
         note = f"No passage reached the relevance threshold ({result.best_similarity:.2f} < {threshold:.2f})."
         return GroundedPrompt((), (), (note,), True, 0), None
-    engine = await acquire()
+    engine = engine or await acquire()
     answer_tokens = min(max_tokens, max(64, engine.info.context_tokens // 4))
     messages, kept, notes = await asyncio.to_thread(fit_sources, engine, question, result.hits,
                                                     answer_tokens=answer_tokens, history=history)  # fmt: skip

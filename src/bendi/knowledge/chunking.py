@@ -58,6 +58,7 @@ class _Unit:
     page: int | None
     start: int
     parts: list[str]
+    table: bool = False
 
     @property
     def text(self) -> str:
@@ -75,6 +76,14 @@ def _units(blocks: Iterable[Block]) -> Iterator[_Unit]:
         if not text:
             continue
         parser_heading = tuple(block.heading)
+        if block.kind == "table":  # a table is its own unit; inside an article it cites that article
+            heading = parser_heading + tuple(h for _, h in structure if h not in parser_heading)
+            article = current.article if current and current.heading == heading else None
+            if current:
+                yield current
+            current = None
+            yield _Unit(heading, article, block.page, start, [text], table=True)
+            continue
         match = STRUCTURE.match(text)
         if match and len(text) <= 40 and not ARTICLE.match(text):
             rank = _STRUCTURE_RANK[match.group(1)]
@@ -124,6 +133,32 @@ def _windows(sentences: list[str], config: ChunkingConfig) -> Iterator[tuple[int
         i = k
 
 
+def _table_pieces(text: str, config: ChunkingConfig) -> list[tuple[int, str]]:
+    """A Markdown table whole when it fits, else runs of whole rows each under the header row again
+    (a row read without its header loses what its numbers mean). Offsets point at each run's rows."""
+    if estimate_tokens(text) <= config.max_tokens:
+        return [(0, text)]
+    lines = text.split("\n")
+    # The head is any caption lines, the header row and the "| --- |" separator under it.
+    separator = next((i for i, line in enumerate(lines) if line.startswith("| ---")), 1)
+    head = "\n".join(lines[: separator + 1])
+    budget = max(1, config.max_tokens - estimate_tokens(head))
+    pieces: list[tuple[int, str]] = []
+    rows: list[str] = []
+    used, offset, first = 0, len(head) + 1, len(head) + 1
+    for row in lines[separator + 1 :]:
+        cost = estimate_tokens(row)
+        if rows and used + cost > budget:
+            pieces.append((first, head + "\n" + "\n".join(rows)))
+            rows, used, first = [], 0, offset
+        rows.append(row)
+        used += cost
+        offset += len(row) + 1
+    if rows:
+        pieces.append((first, head + "\n" + "\n".join(rows)))
+    return pieces
+
+
 def chunk_blocks(blocks: Iterable[Block], config: ChunkingConfig | None = None) -> list[Chunk]:
     config = config or ChunkingConfig()
     chunks: list[Chunk] = []
@@ -132,8 +167,10 @@ def chunk_blocks(blocks: Iterable[Block], config: ChunkingConfig | None = None) 
     def emit(unit: _Unit) -> None:
         text = unit.text
         heading = " > ".join(unit.heading)
-        if estimate_tokens(text) <= config.max_tokens:
-            windows: Iterable[tuple[int, str]] = [(0, text)]
+        if unit.table:
+            windows: Iterable[tuple[int, str]] = _table_pieces(text, config)
+        elif estimate_tokens(text) <= config.max_tokens:
+            windows = [(0, text)]
         else:
             windows = _windows(split_sentences(text), config)
         for rel, window in windows:
@@ -148,6 +185,7 @@ def chunk_blocks(blocks: Iterable[Block], config: ChunkingConfig | None = None) 
     for unit in _units(blocks):
         if (
             unit.article is None
+            and not unit.table
             and pending is not None
             and pending.heading == unit.heading
             and (
@@ -160,7 +198,7 @@ def chunk_blocks(blocks: Iterable[Block], config: ChunkingConfig | None = None) 
         if pending is not None:
             emit(pending)
             pending = None
-        if unit.article is None:
+        if unit.article is None and not unit.table:
             pending = unit
         else:
             emit(unit)

@@ -78,6 +78,7 @@ class IndexBackend(Protocol):
         self, vector: np.ndarray, limit: int, doc_ids: Sequence[int] | None = None
     ) -> list[ScoredChunk]: ...
     def hits(self, scored: Sequence[ScoredChunk]) -> list[Hit]: ...
+    def neighbours(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]: ...
     def stats(self) -> tuple[int, int]: ...
     def close(self) -> None: ...
 
@@ -319,6 +320,21 @@ class SQLiteIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top])]
         return [ScoredChunk(int(ids[i]), float(scores[i])) for i in top if np.isfinite(scores[i])]
+
+    def neighbours(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]:
+        """Each chunk's previous and next chunk in its own document (adjacent articles)."""
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self._db().execute(
+            "SELECT a.id, b.id FROM chunks a JOIN chunks b ON b.doc_id = a.doc_id "
+            f"AND b.ordinal IN (a.ordinal - 1, a.ordinal + 1) WHERE a.id IN ({marks})",
+            list(chunk_ids),
+        )
+        out: dict[int, list[int]] = {}
+        for a, b in rows:
+            out.setdefault(int(a), []).append(int(b))
+        return out
 
     def hits(self, scored: Sequence[ScoredChunk]) -> list[Hit]:
         if not scored:

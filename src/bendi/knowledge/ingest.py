@@ -7,10 +7,12 @@ nothing. An unchanged file (same SHA-256) is skipped; a changed one replaces its
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +20,11 @@ import numpy as np
 
 from bendi.core.errors import BendiError, DocumentError, UserInputError
 from bendi.knowledge.chunking import chunk_blocks, context_text, embedding_text
+from bendi.knowledge.index import SQLiteIndex
 from bendi.knowledge.library import KnowledgeBase
+from bendi.knowledge.ocr_setup import ocr_reader
 from bendi.knowledge.parsers import SUPPORTED_SUFFIXES, parse_document
-from bendi.knowledge.records import DocStatus
+from bendi.knowledge.records import DocStatus, ParsedDocument
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class FileOutcome:
 
 
 ProgressCallback = Callable[[IngestProgress], None]
+PROGRESS_EVERY_S = 2.0
+PagesCallback = Callable[[int, int], None]  # (pages OCR has done, pages it has to do) in this file
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
@@ -84,8 +90,14 @@ def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
 
 
 def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: str | None = None,
-                tags: Sequence[str] = (), doc_id: int | None = None) -> FileOutcome:  # fmt: skip
-    """Index one file. Never raises for a bad document: the outcome (and the doc row) says why."""
+                tags: Sequence[str] = (), doc_id: int | None = None, on_pages: PagesCallback | None = None,
+                lock: AbstractContextManager[object] | None = None) -> FileOutcome:  # fmt: skip
+    """Index one file. Never raises for a bad document: the outcome (and the doc row) says why.
+
+    While OCR reads a scan, the row's message says "OCR: page N of M" (the UI and the API show it
+    under the file); pages OCR could not read are named in the message of the indexed row.
+    `lock` (the base's write lock, when the caller does not hold it already) is taken after parsing:
+    OCR of a 300-page scan then holds no lock while other uploads to the same base are indexed."""
     key = source_key or "path:" + str(path.resolve())
     index = kb.index
     try:
@@ -102,10 +114,32 @@ def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: s
     else:
         index.set_status(doc_id, "processing")
     try:
-        parsed = parse_document(path)
+        reader, why_not = ocr_reader(_ocr_progress(index, doc_id, on_pages))
+        parsed = parse_document(path, reader)
+    except BendiError as exc:
+        return _failed(index, doc_id, path, file_label, exc.message.replace(path.name, Path(file_label).name))
+    except Exception as exc:  # a bug or resource error must not leave the row stuck in 'processing'
+        return _failed(
+            index, doc_id, path, file_label, f"Indexing {file_label} failed: {type(exc).__name__}: {exc}"
+        )
+    with lock if lock is not None else contextlib.nullcontext():
+        return _store(kb, doc_id, path, file_label, parsed, content_hash, size, why_not)
+
+
+def _failed(index: SQLiteIndex, doc_id: int, path: Path, file_label: str, message: str) -> FileOutcome:
+    index.set_status(doc_id, "failed", message)
+    return FileOutcome(file_label, "failed", doc_id, error=message)
+
+
+def _store(kb: KnowledgeBase, doc_id: int, path: Path, file_label: str, parsed: ParsedDocument,
+           content_hash: str, size: int, why_not: str) -> FileOutcome:  # fmt: skip
+    """Chunk, embed and swap the document's chunks in one transaction (the part that needs the lock)."""
+    index = kb.index
+    try:
+        index.document(doc_id)  # deleted while OCR read it (no lock is held then): write nothing
         if parsed.needs_ocr:
-            message = (f"{file_label} has {parsed.pages} page(s) of images and no text layer: it needs OCR. "
-                       "Run it through an OCR tool (e.g. ocrmypdf) and add the result.")  # fmt: skip
+            message = (f"{file_label} has {parsed.pages} page(s) of images and no text layer: it needs OCR, "
+                       f"{why_not} Run it through an OCR tool (e.g. ocrmypdf) and add the result.")  # fmt: skip
             index.replace_chunks(doc_id, title=parsed.title, content_hash=content_hash, bytes_=size,
                                  pages=parsed.pages, chunks=[], fts_texts=[], vectors=_empty(kb), status="needs_ocr")  # fmt: skip
             index.set_status(doc_id, "needs_ocr", message)
@@ -117,16 +151,42 @@ def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: s
         vectors = kb.embedder.embed([embedding_text(parsed.title, c) for c in chunks], kind="passage")
         index.replace_chunks(doc_id, title=parsed.title, content_hash=content_hash, bytes_=size,
                              pages=parsed.pages, chunks=chunks, fts_texts=texts, vectors=vectors)  # fmt: skip
-        return FileOutcome(file_label, "indexed", doc_id, len(chunks), parsed.pages)
+        warning = " ".join(parsed.warnings).replace(path.name, Path(file_label).name) or None
+        if warning:
+            index.set_status(doc_id, "indexed", warning)
+        return FileOutcome(file_label, "indexed", doc_id, len(chunks), parsed.pages, warning)
     except BendiError as exc:
         # Uploads are stored under content-derived names; speak of the file as the user named it.
-        message = exc.message.replace(path.name, Path(file_label).name)
-        index.set_status(doc_id, "failed", message)
-        return FileOutcome(file_label, "failed", doc_id, error=message)
+        return _failed(index, doc_id, path, file_label, exc.message.replace(path.name, Path(file_label).name))
     except Exception as exc:  # a bug or resource error must not leave the row stuck in 'processing'
-        message = f"Indexing {file_label} failed: {type(exc).__name__}: {exc}"
-        index.set_status(doc_id, "failed", message)
-        return FileOutcome(file_label, "failed", doc_id, error=message)
+        return _failed(
+            index, doc_id, path, file_label, f"Indexing {file_label} failed: {type(exc).__name__}: {exc}"
+        )
+
+
+def _ocr_progress(index: SQLiteIndex, doc_id: int, on_pages: PagesCallback | None) -> PagesCallback:
+    """Reports OCR pages on the document row (what the UI polls), at most every few seconds."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done in (0, total) or now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            index.set_status(doc_id, "processing", f"OCR: page {done} of {total}")
+        if on_pages:
+            on_pages(done, total)
+
+    return report
+
+
+def _pages_progress(progress: ProgressCallback, at: IngestProgress, started: float) -> PagesCallback:
+    """Progress of the whole run while OCR reads one file's pages (a 300-page scan shows movement)."""
+
+    def report(done: int, total: int) -> None:
+        progress(IngestProgress(at.files_done, at.files_total, at.pages_done + done, at.chunks_done,
+                                time.monotonic() - started, at.current_file))  # fmt: skip
+
+    return report
 
 
 def _empty(kb: KnowledgeBase) -> np.ndarray:
@@ -143,7 +203,9 @@ def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | Path], *, tags: Sequen
         for number, (path, label) in enumerate(files):
             if progress:
                 progress(IngestProgress(number, len(files), pages, chunks, time.monotonic() - started, label))
-            outcome = ingest_file(kb, path, label, tags=tags)
+            on_pages = _pages_progress(progress, IngestProgress(number, len(files), pages, chunks, 0.0, label),
+                                       started) if progress else None  # fmt: skip
+            outcome = ingest_file(kb, path, label, tags=tags, on_pages=on_pages)
             outcomes.append(outcome)
             if outcome.status == "indexed":
                 pages += max(outcome.pages, 1)

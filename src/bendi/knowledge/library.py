@@ -17,7 +17,8 @@ from bendi.core.paths import MAX_NAME_CHARS, DataPaths, safe_component
 from bendi.knowledge.embedding import CachedEmbedder, Embedder
 from bendi.knowledge.index import SQLiteIndex
 from bendi.knowledge.records import DocumentRecord
-from bendi.knowledge.search import Mode, SearchResult, search
+from bendi.knowledge.rerank import Reranker
+from bendi.knowledge.search import Mode, SearchResult, plan_query, search
 
 INDEX_FILE = "index.sqlite3"
 EmbedderFactory = Callable[[str], Embedder]
@@ -52,6 +53,9 @@ class KnowledgeBase:
         # Runs each hybrid query's BM25 half while the calling thread embeds the query.
         self._searcher: ThreadPoolExecutor | None = None
         self._searcher_lock = threading.Lock()
+        # Second stage and query rewriting (settings kb_reranker, kb_query_rewrite), set by KnowledgeBases.
+        self.reranker: Reranker | None = None
+        self.query_rewrite = False
 
     @property
     def embedder(self) -> Embedder:
@@ -108,7 +112,7 @@ class KnowledgeBase:
             Path(stored).unlink(missing_ok=True)
 
     def search(self, query: str, *, top_k: int = 5, mode: Mode = "hybrid", document_ids: Sequence[int] | None = None,
-               tags: Sequence[str] | None = None) -> SearchResult:  # fmt: skip
+               tags: Sequence[str] | None = None, rewrites: Sequence[str] = ()) -> SearchResult:  # fmt: skip
         if not query.strip():
             raise UserInputError("The search query is empty.")
         if not 1 <= top_k <= 100:
@@ -120,7 +124,8 @@ class KnowledgeBase:
         if doc_ids is not None and not doc_ids:
             return SearchResult([], 0.0, 0.0)
         return search(self.index, self.embedder, query, top_k=top_k, mode=mode, doc_ids=doc_ids,
-                      executor=self._executor())  # fmt: skip
+                      executor=self._executor(), plan=plan_query(query, rewrites=rewrites),
+                      reranker=self.reranker)  # fmt: skip
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._searcher_lock:
@@ -143,8 +148,12 @@ class KnowledgeBases:
     the scope does not allow raises the very NotFoundError of one that does not exist.
     """
 
-    def __init__(self, paths: DataPaths, embedding_model: str, make_embedder: EmbedderFactory) -> None:
+    def __init__(self, paths: DataPaths, embedding_model: str, make_embedder: EmbedderFactory, *,
+                 reranker: Callable[[], Reranker | None] | None = None, query_rewrite: bool = False) -> None:  # fmt: skip
         self._paths = paths
+        self._make_reranker = reranker
+        self._reranker: Reranker | None = None
+        self._query_rewrite = query_rewrite
         self._default_model = embedding_model
         self._make_embedder = make_embedder
         self._open: dict[str, KnowledgeBase] = {}
@@ -158,6 +167,13 @@ class KnowledgeBases:
                 inner = self._make_embedder(model)
                 self._embedders[model] = CachedEmbedder(inner, self._paths.cache / "embeddings.sqlite3")
             return self._embedders[model]
+
+    def _shared_reranker(self) -> Reranker | None:
+        """One reranker for every base (it is a model, loaded once), made on the first open."""
+        with self._lock:
+            if self._make_reranker is not None:
+                self._reranker, self._make_reranker = self._make_reranker(), None
+            return self._reranker
 
     def _ids(self) -> list[str]:
         """Every base on disk, whoever may see it: for resolving names and keeping them unique only."""
@@ -176,6 +192,8 @@ class KnowledgeBases:
         index = SQLiteIndex(directory / INDEX_FILE)
         model = index.get_meta("embedding_model") or self._default_model
         kb = KnowledgeBase(kb_id, directory, index, lambda: self._embedder(model))
+        kb.reranker = self._shared_reranker()
+        kb.query_rewrite = self._query_rewrite
         with self._lock:
             return self._open.setdefault(kb_id, kb)
 

@@ -16,6 +16,9 @@ class Block:
     text: str
     page: int | None = None
     heading: tuple[str, ...] = ()
+    # "table": a Markdown table (header row, separator, rows) that chunking keeps whole or splits
+    # by rows, repeating the header.
+    kind: str = "text"
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class ParsedDocument:
     pages: int = 0
     needs_ocr: bool = False
     converter: str = ""  # the external program that read a legacy format, if any
+    warnings: tuple[str, ...] = ()  # e.g. pages OCR could not read; the rest is indexed
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,9 @@
-"""Hybrid retrieval: BM25 over jieba tokens and dense vectors, fused by reciprocal rank (RRF)."""
+"""Hybrid retrieval: BM25 over jieba tokens and dense vectors, fused by reciprocal rank (RRF).
+
+Everyday questions get a query plan first (rewrite_rules.py, rewrite.py): formal terms added to the
+keyword query, optionally the question's clauses and any model rewrites as extra ranked lists; the
+document neighbours of the top fused chunks are lifted; an optional `Reranker` (rerank.py)
+re-scores the fused candidates."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from typing import Literal
 from bendi.knowledge.embedding import Embedder
 from bendi.knowledge.index import IndexBackend, ScoredChunk
 from bendi.knowledge.records import Hit
+from bendi.knowledge.rerank import RERANK_DEPTH, Reranker, rerank_order
+from bendi.knowledge.rewrite_rules import clauses, expansion_terms
 
 Mode = Literal["hybrid", "bm25", "dense"]
 CANDIDATES = 50
@@ -18,6 +25,64 @@ CANDIDATES = 50
 # dense weight 0.5..6, benchmarks/bench_kb_retrieval.py) and is reported on the other half.
 RRF_K = 5
 WEIGHTS: Mapping[str, float] = {"bm25": 1.0, "dense": 1.5}
+# Weight of each extra list: a clause's dense ranking, a model rewrite's BM25 and dense rankings.
+CLAUSE_WEIGHT = 0.5
+# Clause lists are off by default: +0.01 recall@10 on LeCoQA (held-out half, docs/knowledge.md)
+# for one more embedded text per clause, and query embedding is most of a query's time.
+SPLIT_CLAUSES = False
+REWRITE_WEIGHT = 1.0
+# Adjacent articles answer together (an article and the exception in the next one): each of the
+# top NEIGHBOUR_DEPTH fused chunks lends its document neighbours weight / (k + its rank).
+NEIGHBOUR_DEPTH = 5
+NEIGHBOUR_WEIGHT = 0.5
+
+
+def neighbour_boost(
+    fused: Sequence[tuple[int, float, dict[str, int]]],
+    neighbours: Mapping[int, Sequence[int]],
+    *,
+    weight: float = NEIGHBOUR_WEIGHT,
+    k: int = RRF_K,
+    depth: int = NEIGHBOUR_DEPTH,
+) -> list[tuple[int, float, dict[str, int]]]:
+    """`fused` re-ranked with the neighbours of its top `depth` entries added as one more list."""
+    scores = {cid: score for cid, score, _ in fused}
+    ranks = {cid: dict(r) for cid, _, r in fused}
+    for rank, (cid, _, _) in enumerate(fused[:depth], start=1):
+        for other in neighbours.get(cid, ()):
+            scores[other] = scores.get(other, 0.0) + weight / (k + rank)
+            ranks.setdefault(other, {}).setdefault("neighbour", rank)
+    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(cid, score, ranks[cid]) for cid, score in ordered]
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """What one question is searched as: a keyword query and the texts whose vectors are searched,
+    each a ranked list of its own in the fusion, with its weight."""
+
+    keyword: str
+    dense: tuple[str, ...]
+    extra_keyword: tuple[str, ...] = ()  # model rewrites also searched by BM25
+    weights: Mapping[str, float] | None = None
+
+
+def plan_query(
+    query: str, *, expand: bool = True, split: bool = SPLIT_CLAUSES, rewrites: Sequence[str] = ()
+) -> QueryPlan:
+    """The default plan: the question plus the formal terms for its everyday words (BM25), the
+    question (dense), with `split` each clause of a multi-clause question too, plus any model
+    rewrites (BM25 and dense)."""
+    extra = expansion_terms(query) if expand else ""
+    parts = clauses(query) if split else []
+    rewritten = tuple(r for r in dict.fromkeys(rewrites) if r.strip() and r != query)
+    weights = dict(WEIGHTS)
+    weights.update({f"dense:{i}": CLAUSE_WEIGHT for i in range(1, len(parts) + 1)})
+    for j in range(len(rewritten)):
+        weights[f"dense:{len(parts) + 1 + j}"] = REWRITE_WEIGHT
+        weights[f"bm25:{j + 1}"] = REWRITE_WEIGHT
+    keyword = f"{query} {extra}" if extra else query
+    return QueryPlan(keyword, (query, *parts, *rewritten), rewritten, weights)
 
 
 @dataclass(frozen=True)
@@ -51,39 +116,59 @@ def search(
     mode: Mode = "hybrid",
     doc_ids: Sequence[int] | None = None,
     candidates: int = CANDIDATES,
-    weights: Mapping[str, float] = WEIGHTS,
+    weights: Mapping[str, float] | None = None,
     rrf_k: int = RRF_K,
     executor: Executor | None = None,
+    plan: QueryPlan | None = None,
+    reranker: Reranker | None = None,
+    neighbour_weight: float = NEIGHBOUR_WEIGHT,
 ) -> SearchResult:
-    """`executor`, when given, runs the BM25 query while this thread embeds the query: SQLite and
-    the embedder's native code both release the GIL, so a hybrid query costs max(), not sum()."""
-    pool = max(candidates, top_k)
-    keyword: list[ScoredChunk] = []
-    pending: Future[list[ScoredChunk]] | None = None
+    """`executor`, when given, runs the BM25 queries while this thread embeds the query texts:
+    SQLite and the embedder's native code both release the GIL, so a hybrid query costs max(), not
+    sum(). `plan` defaults to plan_query(query); `weights` overrides the plan's list weights."""
+    plan = plan or plan_query(query)
+    fusion_weights = {**(plan.weights or WEIGHTS), **(weights or {})}
+    pool = max(candidates, top_k, RERANK_DEPTH if reranker else 0)
+    keyword_texts = {"hybrid": [plan.keyword, *plan.extra_keyword], "bm25": [plan.keyword], "dense": []}[mode]
+
+    def keyword_lists() -> list[list[ScoredChunk]]:
+        return [index.keyword_search(text, pool, doc_ids) for text in keyword_texts]
+
+    pending: Future[list[list[ScoredChunk]]] | None = None
+    keyword: list[list[ScoredChunk]] = []
     if mode == "hybrid" and executor is not None:
-        pending = executor.submit(index.keyword_search, query, pool, doc_ids)
-    elif mode in ("hybrid", "bm25"):
-        keyword = index.keyword_search(query, pool, doc_ids)
-    dense: list[ScoredChunk] = []
+        pending = executor.submit(keyword_lists)
+    else:
+        keyword = keyword_lists()
+    dense: list[list[ScoredChunk]] = []
     if mode in ("hybrid", "dense"):
-        vector = embedder.embed([query], kind="query")[0]
-        dense = index.vector_search(vector, pool, doc_ids)
+        texts = plan.dense if mode == "hybrid" else plan.dense[:1]
+        vectors = embedder.embed(list(texts), kind="query")  # one batch: one native call
+        dense = [index.vector_search(vector, pool, doc_ids) for vector in vectors]
     if pending is not None:
         keyword = pending.result()
-    best_similarity = dense[0].score if dense else 0.0
-    best_bm25 = keyword[0].score if keyword else 0.0
-    if mode == "bm25":
-        chosen = keyword[:top_k]
-        hits = index.hits(chosen)
-        return SearchResult(
-            [replace(h, ranks={"bm25": i + 1}) for i, h in enumerate(hits)], best_similarity, best_bm25
-        )
-    if mode == "dense":
-        hits = index.hits(dense[:top_k])
-        return SearchResult(
-            [replace(h, ranks={"dense": i + 1}) for i, h in enumerate(hits)], best_similarity, best_bm25
-        )
-    fused = rrf({"bm25": keyword, "dense": dense}, k=rrf_k, weights=weights)[:top_k]
-    hits = index.hits([ScoredChunk(cid, score) for cid, score, _ in fused])
-    rank_of = {cid: ranks for cid, _, ranks in fused}
-    return SearchResult([replace(h, ranks=rank_of[h.chunk_id]) for h in hits], best_similarity, best_bm25)
+    best_similarity = max((d[0].score for d in dense if d), default=0.0)
+    best_bm25 = keyword[0][0].score if keyword and keyword[0] else 0.0
+    if mode != "hybrid":
+        only = (keyword or dense)[0][: max(top_k, RERANK_DEPTH if reranker else 0)]
+        fused: list[tuple[int, float, dict[str, int]]] = [
+            (item.chunk_id, item.score, {str(mode): i + 1}) for i, item in enumerate(only)
+        ]
+    else:
+        rankings: dict[str, Sequence[ScoredChunk]] = {}
+        for i, ranking in enumerate(keyword):
+            rankings["bm25" if i == 0 else f"bm25:{i}"] = ranking
+        for i, ranking in enumerate(dense):
+            rankings["dense" if i == 0 else f"dense:{i}"] = ranking
+        fused = rrf(rankings, k=rrf_k, weights=fusion_weights)
+        if neighbour_weight > 0:
+            top = [cid for cid, _, _ in fused[:NEIGHBOUR_DEPTH]]
+            fused = neighbour_boost(fused, index.neighbours(top), weight=neighbour_weight, k=rrf_k)
+    head = fused[: RERANK_DEPTH if reranker else top_k]
+    hits = index.hits([ScoredChunk(cid, score) for cid, score, _ in head])
+    rank_of = {cid: ranks for cid, _, ranks in head}
+    hits = [replace(h, ranks=dict(rank_of[h.chunk_id])) for h in hits]
+    if reranker is not None and hits:
+        order = rerank_order(reranker, query, [h.text for h in hits])
+        hits = [replace(hits[i], ranks={**hits[i].ranks, "rerank": n + 1}) for n, i in enumerate(order)]
+    return SearchResult(hits[:top_k], best_similarity, best_bm25)

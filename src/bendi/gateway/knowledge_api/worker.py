@@ -12,6 +12,7 @@ from bendi.access.scope import KbScope
 from bendi.core.errors import BendiError
 from bendi.knowledge.ingest import ingest_file
 from bendi.knowledge.library import KnowledgeBases
+from bendi.knowledge.parsers import is_probably_scan
 
 log = logging.getLogger("bendi.knowledge")
 
@@ -30,8 +31,17 @@ class IngestWorker:
     def __init__(self, knowledge: KnowledgeBases) -> None:
         self._knowledge = knowledge
         self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="bendi-kb-ingest", daemon=True)
+        # Scans wait in a queue of their own with a thread of their own: OCR of a 300-page scan takes
+        # many minutes, and meanwhile the quick lane goes on indexing every other upload.
+        self._scans: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._queue,), name="bendi-kb-ingest", daemon=True
+        )
+        self._scan_thread = threading.Thread(
+            target=self._run, args=(self._scans,), name="bendi-kb-ocr", daemon=True
+        )
         self._thread.start()
+        self._scan_thread.start()
         self._recover()
 
     def _recover(self) -> None:
@@ -48,15 +58,15 @@ class IngestWorker:
         self._queue.put(_Job(kb_name, doc_id))
 
     def idle(self) -> bool:
-        return self._queue.unfinished_tasks == 0
+        return self._queue.unfinished_tasks == 0 and self._scans.unfinished_tasks == 0
 
-    def _run(self) -> None:
+    def _run(self, jobs: queue.Queue[_Job | None]) -> None:
         while True:
-            job = self._queue.get()
+            job = jobs.get()
             try:
                 if job is None:
                     return
-                self._process(job)
+                self._process(job, quick=jobs is self._queue)
             except Exception:  # one bad job must never kill the worker
                 log.exception(
                     "ingestion of document %s in %s failed",
@@ -64,9 +74,9 @@ class IngestWorker:
                     job.kb_name if job else "?",
                 )
             finally:
-                self._queue.task_done()
+                jobs.task_done()  # after a hand-over to the scan lane: idle() never sees a gap
 
-    def _process(self, job: _Job) -> None:
+    def _process(self, job: _Job, *, quick: bool) -> None:
         try:
             kb = self._knowledge.get(job.kb_name, KbScope.everything())  # see the class docstring
         except BendiError:
@@ -81,12 +91,18 @@ class IngestWorker:
                 job.doc_id, "failed", "The uploaded file is missing on disk; upload it again."
             )
             return
-        with kb.write_lock:
-            ingest_file(kb, Path(stored), doc.file, source_key="upload:" + doc.file, doc_id=job.doc_id)
+        if quick and is_probably_scan(Path(stored)):
+            self._scans.put(job)
+            return
+        # The base's lock is taken for embedding and the write only, not while OCR reads pages.
+        ingest_file(kb, Path(stored), doc.file, source_key="upload:" + doc.file, doc_id=job.doc_id,
+                    lock=kb.write_lock)  # fmt: skip
 
     def close(self, timeout_s: float = 5.0) -> None:
         self._queue.put(None)
+        self._scans.put(None)
         self._thread.join(timeout_s)
+        self._scan_thread.join(timeout_s)
 
     async def aclose(self) -> None:
         import asyncio

@@ -94,13 +94,16 @@ async def tags(request: Request, services: ServicesDep) -> dict[str, Any]:
          "digest": "", "details": _details(await asyncio.to_thread(_header, request, m))}
         for m in installed_models(services.paths)
     ]  # fmt: skip
+    names = {m["name"] for m in models}
+    models += [{"name": n, "model": n, "modified_at": _iso(time.time()), "size": 0, "digest": "",
+                "details": _details(None)} for n in services.engines.upstream_models() if n not in names]  # fmt: skip
     return {"models": models}
 
 
 @router.get("/ps")
 async def ps(request: Request, services: ServicesDep) -> dict[str, Any]:
     now = time.time()
-    models = []
+    models: list[dict[str, Any]] = []
     for loaded in services.engines.loaded():
         local = services.engines.resolve(loaded.info.model_name)
         models.append({
@@ -108,6 +111,15 @@ async def ps(request: Request, services: ServicesDep) -> dict[str, Any]:
             "digest": "", "details": _details(await asyncio.to_thread(_header, request, local)), "expires_at": _iso(now + loaded.expires_in_s),
             "size_vram": 0, "context_length": loaded.info.context_tokens,
         })  # fmt: skip
+    for replica in services.engines.replicas():  # bendi's own field: where a replicated model runs
+        entry = next((m for m in models if m["name"] == replica.model), None)
+        if entry is not None:
+            rows: list[dict[str, Any]] = entry.setdefault("replicas", [])
+            rows.append({
+                "url": replica.url, "healthy": replica.healthy, "in_flight": replica.in_flight,
+                "requests_total": replica.requests_total, "failures_total": replica.failures_total,
+                "last_error": replica.last_error,
+            })  # fmt: skip
     return {"models": models}
 
 

@@ -39,6 +39,8 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
     cards = {m.name: _model_card(m.name, int(m.modified_s)) for m in installed_models(services.paths)}
     for loaded in services.engines.loaded():
         cards.setdefault(loaded.info.model_name, _model_card(loaded.info.model_name, now_s()))
+    for name in services.engines.upstream_models():  # served by replicas on other servers
+        cards.setdefault(name, _model_card(name, now_s()))
     return {"object": "list", "data": list(cards.values())}
 
 
@@ -47,6 +49,8 @@ async def get_model(model_id: str, services: ServicesDep) -> dict[str, Any]:
     for model in installed_models(services.paths):
         if model.name == model_id:
             return _model_card(model.name, int(model.modified_s))
+    if model_id in services.engines.upstream_models():
+        return _model_card(model_id, now_s())
     raise ModelNotFoundError(f"Model {model_id!r} is not installed. See GET /v1/models.")
 
 

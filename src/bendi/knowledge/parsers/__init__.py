@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bendi.core.errors import DocumentError
+from bendi.knowledge.parsers.images import is_image
 from bendi.knowledge.records import ParsedDocument
 
-SUPPORTED_SUFFIXES = frozenset(
-    {".pdf", ".docx", ".doc", ".md", ".markdown", ".txt", ".text", ".html", ".htm", ".csv", ".xlsx"}
+if TYPE_CHECKING:
+    from bendi.knowledge.ocr_pool import OcrReader
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+SUPPORTED_SUFFIXES = (
+    frozenset(
+        {".pdf", ".docx", ".doc", ".md", ".markdown", ".txt", ".text", ".html", ".htm", ".csv", ".xlsx"}
+    )
+    | IMAGE_SUFFIXES
 )
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -17,9 +26,11 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 def sniff_format(path: Path) -> str:
     """The format by content first (a .doc that is really OOXML is read as DOCX), then by suffix."""
     with open(path, "rb") as handle:
-        head = handle.read(8)
+        head = handle.read(12)
     if head.startswith(b"%PDF"):
         return "pdf"
+    if is_image(head):
+        return "image"
     if head.startswith(b"PK\x03\x04"):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -40,7 +51,7 @@ def sniff_format(path: Path) -> str:
         return "html"
     if suffix == ".csv":
         return "csv"
-    if suffix in (".pdf", ".docx", ".xlsx", ".doc"):
+    if suffix in (".pdf", ".docx", ".xlsx", ".doc") or suffix in IMAGE_SUFFIXES:
         raise DocumentError(
             f"{path.name} has the extension {suffix} but its content is not a valid {suffix[1:].upper()} file; "
             "it may be damaged or mislabelled."
@@ -48,18 +59,25 @@ def sniff_format(path: Path) -> str:
     return "text"
 
 
-def parse_document(path: Path) -> ParsedDocument:
-    """Parse any supported file into blocks; raises DocumentError with a sentence a user can act on."""
+def parse_document(path: Path, ocr: OcrReader | None = None) -> ParsedDocument:
+    """Parse any supported file into blocks; raises DocumentError with a sentence a user can act on.
+
+    With an OCR reader, scanned PDF pages, image files and pictures in DOCX are read by OCR;
+    without one, scans come back as needs_ocr with no blocks."""
     kind = sniff_format(path)
     try:
         if kind == "pdf":
             from bendi.knowledge.parsers.pdf import parse_pdf
 
-            return parse_pdf(path)
+            return parse_pdf(path, ocr)
+        if kind == "image":
+            from bendi.knowledge.parsers.images import parse_image
+
+            return parse_image(path, ocr)
         if kind == "docx":
             from bendi.knowledge.parsers.office import parse_docx
 
-            return parse_docx(path)
+            return parse_docx(path, ocr)
         if kind == "xlsx":
             from bendi.knowledge.parsers.office import parse_xlsx
 
@@ -84,3 +102,25 @@ def parse_document(path: Path) -> ParsedDocument:
             f"Could not read {path.name} as {kind.upper()}: {type(exc).__name__}: {exc}. "
             "The file may be damaged; re-export it and add it again."
         ) from exc
+
+
+def is_probably_scan(path: Path, pages_checked: int = 3) -> bool:
+    """Whether a file will go through OCR (an image, or a PDF whose first pages have no text layer):
+    a cheap look that lets a server queue long OCR jobs apart from quick documents."""
+    try:
+        kind = sniff_format(path)
+        if kind == "image":
+            return True
+        if kind != "pdf":
+            return False
+        from pypdf import PdfReader
+
+        from bendi.knowledge.parsers.pdf import MIN_CHARS_PER_PAGE
+
+        pages = PdfReader(str(path)).pages
+        return any(
+            len("".join((pages[i].extract_text() or "").split())) < MIN_CHARS_PER_PAGE
+            for i in range(min(pages_checked, len(pages)))
+        )
+    except Exception:  # a damaged file fails fast on the quick lane, with its own clear error
+        return False

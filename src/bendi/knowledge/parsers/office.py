@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from bendi.knowledge.parsers.images import check_pixels
+from bendi.knowledge.parsers.tables import table_block
 from bendi.knowledge.parsers.text import table_rows_to_blocks
 from bendi.knowledge.records import Block, ParsedDocument
 
+if TYPE_CHECKING:
+    from bendi.knowledge.ocr_pool import OcrReader
+
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_BLIP = "{http://schemas.openxmlformats.org/drawingml/2006/main}blip"
+_R_EMBED = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}embed"
+# Pictures smaller than this are icons, logos and signatures: nothing to read, and slow to try.
+MIN_PICTURE_SIDE = 120
+MAX_PICTURES = 300  # per document; a scanned report pasted into Word is a few dozen
 _HEADING_STYLE = re.compile(r"^(?:heading|标题)\s*(\d)$", re.I)
 
 
@@ -28,7 +40,34 @@ def _page_breaks(element: object) -> int:
     return max(len(rendered), len(explicit))
 
 
-def parse_docx(path: Path) -> ParsedDocument:
+def _pictures(paragraph_xml: Any, document: Any) -> list[bytes]:
+    blobs = []
+    for blip in paragraph_xml.iter(_BLIP):
+        rid = blip.get(_R_EMBED)
+        part = document.part.related_parts.get(rid) if rid else None
+        if part is not None and getattr(part, "blob", None):
+            blobs.append(part.blob)
+    return blobs
+
+
+def _read_picture(blob: bytes, number: int, ocr: OcrReader) -> list[str]:
+    """Paragraphs OCR reads in one embedded picture; a picture that fails is reported, not fatal."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(blob)) as image:
+            if min(image.size) < MIN_PICTURE_SIDE:
+                return []
+            check_pixels(image.size[0], image.size[1], f"Picture {number}")
+            image.load()
+            return ocr.read_image(image.convert("RGB"))
+    except Exception as exc:  # EMF/WMF drawings and damaged pictures: say so, keep the document
+        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        ocr.failures.append(f"picture {number}: {message}")
+        return []
+
+
+def parse_docx(path: Path, ocr: OcrReader | None = None) -> ParsedDocument:
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
@@ -39,6 +78,7 @@ def parse_docx(path: Path) -> ParsedDocument:
     page = 1
     saw_break = False
     title = (document.core_properties.title or "").strip()
+    pictures = 0
     for child in document.element.body.iterchildren():
         if child.tag == f"{_W}p":
             paragraph = Paragraph(child, document)
@@ -47,6 +87,11 @@ def parse_docx(path: Path) -> ParsedDocument:
                 saw_break = True
                 page += breaks
             text = paragraph.text.strip()
+            if ocr is not None:  # text in pictures (scanned notices pasted into Word) reads in place
+                for blob in _pictures(child, document)[: max(0, MAX_PICTURES - pictures)]:
+                    pictures += 1
+                    for found in _read_picture(blob, pictures, ocr):
+                        blocks.append(Block(found, page, tuple(h for _, h in headings)))
             if not text:
                 continue
             level = _heading_level(paragraph.style.name if paragraph.style is not None else "")
@@ -59,18 +104,22 @@ def parse_docx(path: Path) -> ParsedDocument:
             table = Table(child, document)
             rows = []
             for row in table.rows:
-                cells: list[str] = []
-                for cell in row.cells:  # merged cells repeat; keep each distinct text once per row
-                    value = " ".join(cell.text.split())
-                    if not cells or cells[-1] != value:
-                        cells.append(value)
+                # python-docx returns a merged cell once per grid column it spans: keep its text in
+                # the first column only. Vertically merged cells do repeat down the rows, so a row
+                # read alone still says which group it belongs to.
+                cells, previous = [], None
+                for cell in row.cells:
+                    cells.append("" if cell._tc is previous else " ".join(cell.text.split()))
+                    previous = cell._tc
                 rows.append(cells)
-            heading = tuple(h for _, h in headings)
-            blocks.extend(Block(b.text, page, heading) for b in table_rows_to_blocks(rows, heading))
+            block = table_block(rows, page, tuple(h for _, h in headings))
+            if block is not None:
+                blocks.append(block)
     return ParsedDocument(
         title=title or path.stem,
-        blocks=tuple(blocks) if saw_break else tuple(Block(b.text, None, b.heading) for b in blocks),
+        blocks=tuple(blocks) if saw_break else tuple(Block(b.text, None, b.heading, b.kind) for b in blocks),
         pages=page if saw_break else 0,
+        warnings=ocr.warnings() if ocr is not None else (),
     )
 
 

@@ -61,9 +61,17 @@ async function renderInstalled() {
       h("td", { text: running?.context_length ? running.context_length.toLocaleString() : "—" }),
       h("td", {}, running
         ? h("span", { class: "badge ok", text: `${t("models.loaded")} · ${formatBytes(running.size)}` })
-        : h("span", { class: "badge gray", text: t("models.notLoaded") })),
+        : h("span", { class: "badge gray", text: t("models.notLoaded") }),
+        running?.replicas ? replicaList(running.replicas) : null),
       h("td", {}, isAdmin() ? h("button", { class: "icon-btn", type: "button", title: t("common.delete"), icon: "trash", onclick: () => removeModel(m.name) }) : null)));
   }
+}
+
+// A replicated model (bendi serve --upstream): each replica, in or out of service, with its load.
+function replicaList(replicas) {
+  return h("div", { class: "replicas small" }, ...replicas.map((r) => h("div", {},
+    h("span", { class: `badge ${r.healthy ? "ok" : "bad"}`, text: r.healthy ? "✓" : "✗", title: r.last_error || "" }),
+    ` ${r.url} · ${r.in_flight} / ${r.requests_total}`)));
 }
 
 function planRows() {
