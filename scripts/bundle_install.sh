@@ -122,6 +122,11 @@ PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
 "$PREFIX/bin/bendi" --version >/dev/null
 
 # ---- 4. models and data ----------------------------------------------------------------------------------
+# The service keeps its data in its own directory (/var/lib/bendi unless BENDI_HOME says otherwise): the
+# models and the demo go there, and `service install --chown-data` hands it to the service's account.
+if [ "$SERVICE" = 1 ]; then
+  export BENDI_HOME=${BENDI_HOME:-/var/lib/bendi}
+fi
 "$PREFIX/bin/bendi" bundle import-models "$BUNDLE"
 if [ "${DEMO[0]}" = 1 ]; then
   if "$PREFIX/bin/bendi" kb demo --help >/dev/null 2>&1; then
@@ -136,7 +141,7 @@ echo "bendi $("$PREFIX/bin/bendi" --version | cut -d' ' -f2) is installed: $PREF
 
 # ---- 5. start ------------------------------------------------------------------------------------------
 if [ "$SERVICE" = 1 ]; then
-  exec "$PREFIX/bin/bendi" service install
+  exec "$PREFIX/bin/bendi" service install --home "$BENDI_HOME" --chown-data
 fi
 if [ "$START" = 0 ]; then
   exit 0

@@ -35,6 +35,9 @@ REWRITE_WEIGHT = 1.0
 # top NEIGHBOUR_DEPTH fused chunks lends its document neighbours weight / (k + its rank).
 NEIGHBOUR_DEPTH = 5
 NEIGHBOUR_WEIGHT = 0.5
+# The answer prompt reads the first hits: neighbours fill the places after the plain fusion's first
+# NEIGHBOUR_KEEP, never displace them (lifting them above the best hit cost MRR and recall@5).
+NEIGHBOUR_KEEP = 3
 
 
 def neighbour_boost(
@@ -44,16 +47,21 @@ def neighbour_boost(
     weight: float = NEIGHBOUR_WEIGHT,
     k: int = RRF_K,
     depth: int = NEIGHBOUR_DEPTH,
+    keep: int = NEIGHBOUR_KEEP,
 ) -> list[tuple[int, float, dict[str, int]]]:
-    """`fused` re-ranked with the neighbours of its top `depth` entries added as one more list."""
+    """`fused` re-ranked with the neighbours of its top `depth` entries added as one more list; its
+    first `keep` entries stay where they are."""
     scores = {cid: score for cid, score, _ in fused}
     ranks = {cid: dict(r) for cid, _, r in fused}
     for rank, (cid, _, _) in enumerate(fused[:depth], start=1):
         for other in neighbours.get(cid, ()):
             scores[other] = scores.get(other, 0.0) + weight / (k + rank)
             ranks.setdefault(other, {}).setdefault("neighbour", rank)
-    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [(cid, score, ranks[cid]) for cid, score in ordered]
+    kept = [cid for cid, _, _ in fused[:keep]]
+    rest = sorted((kv for kv in scores.items() if kv[0] not in kept), key=lambda kv: (-kv[1], kv[0]))
+    return [(cid, scores[cid], ranks[cid]) for cid in kept] + [
+        (cid, score, ranks[cid]) for cid, score in rest
+    ]
 
 
 @dataclass(frozen=True)
