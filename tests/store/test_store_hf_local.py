@@ -6,12 +6,15 @@ import json
 
 import pytest
 from fakehub import FakeHub
+from fastapi.testclient import TestClient
 from hfmaker import SHARDS, serve_folder, write_hf_model
 
 from bendi.cli.main import main
 from bendi.core.errors import InvalidModelFileError, ModelNotFoundError, UserInputError
 from bendi.core.paths import DataPaths
 from bendi.core.settings import load_settings
+from bendi.gateway.app import create_app
+from bendi.services import build_services
 from bendi.store.manifest import Layout, ManifestVersionError
 from bendi.store.plan import plan_pull
 from bendi.store.reference import parse_model_name
@@ -42,6 +45,12 @@ def test_import_a_folder_then_list_show_and_rm(bendi_home, tmp_path, capsys):
     code, out, err = _run(capsys, "show", "mine:v1")
     assert code == 0, err
     assert "Hugging Face" in out and "qwen2" in out and SHARDS[0] in out
+
+    with TestClient(
+        create_app(build_services(load_settings(home=bendi_home))), base_url="http://127.0.0.1"
+    ) as client:
+        tags = client.get("/api/tags").json()["models"]
+    assert next(m for m in tags if m["name"] == "mine:v1")["details"]["format"] == "hf"  # not "gguf"
 
     blobs_before = set(paths.blobs.iterdir())
     assert len(blobs_before) == 8  # config, generation config, 2 tokenizer files, index, README, 2 shards

@@ -45,7 +45,8 @@ def _group_alive(pgid: int) -> list[int]:
     return alive
 
 
-def test_a_hung_engine_is_killed_with_its_group_and_restarted(tmp_path: Path) -> None:
+def _hanging_engine(tmp_path: Path, *, hang_timeout_s: float) -> tuple[Path, EngineSupervisor]:
+    """A supervisor over the fake engine that stops answering its health check once `state/hang` exists."""
     state = tmp_path / "state"
     state.mkdir()
 
@@ -53,11 +54,17 @@ def test_a_hung_engine_is_killed_with_its_group_and_restarted(tmp_path: Path) ->
         argv = (sys.executable, "-c", HANGING_ENGINE, str(port), str(state))
         return LaunchPlan("vllm", argv, port, "m", health_path="/health")
 
+    supervisor = EngineSupervisor(
+        plan, tmp_path / "engine.log", what="the vllm engine for m",
+        start_timeout_s=30, restart_max=2, hang_timeout_s=hang_timeout_s,
+    )  # fmt: skip
+    return state, supervisor
+
+
+def test_a_hung_engine_is_killed_with_its_group_and_restarted(tmp_path: Path) -> None:
+    state, supervisor = _hanging_engine(tmp_path, hang_timeout_s=2.0)
+
     async def scenario() -> None:
-        supervisor = EngineSupervisor(
-            plan, tmp_path / "engine.log", what="the vllm engine for m",
-            start_timeout_s=30, restart_max=2, hang_timeout_s=2.0,
-        )  # fmt: skip
         await supervisor.start()
         first = supervisor.process
         assert first is not None and first.pid is not None
@@ -89,18 +96,9 @@ def test_a_hung_engine_is_killed_with_its_group_and_restarted(tmp_path: Path) ->
 
 
 def test_hang_detection_is_off_at_zero(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    state.mkdir()
-
-    def plan(port: int) -> LaunchPlan:
-        argv = (sys.executable, "-c", HANGING_ENGINE, str(port), str(state))
-        return LaunchPlan("vllm", argv, port, "m", health_path="/health")
+    state, supervisor = _hanging_engine(tmp_path, hang_timeout_s=0)
 
     async def scenario() -> None:
-        supervisor = EngineSupervisor(
-            plan, tmp_path / "engine.log", what="the vllm engine for m",
-            start_timeout_s=30, restart_max=2, hang_timeout_s=0,
-        )  # fmt: skip
         await supervisor.start()
         first = supervisor.process
         (state / "hang").touch()

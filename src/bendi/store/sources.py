@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import httpx
+
 from bendi.core.errors import DownloadError
 from bendi.core.settings import Settings
 from bendi.store.hosts import GuardedClient
@@ -83,6 +85,18 @@ def _status_error(source: str, status: int, what: str) -> DownloadError:
     return DownloadError(f"{source} answered HTTP {status} for {what}. Try again later or another --source.")
 
 
+def _listing(http: GuardedClient, source: str, url: str, repo: str) -> httpx.Response:
+    """A repository's file listing, read whole; any answer but 200 is the error for that status."""
+    response = http.send("GET", url)
+    try:
+        response.read()
+    finally:
+        response.close()
+    if response.status_code != 200:
+        raise _status_error(source, response.status_code, f"the file list of {repo}")
+    return response
+
+
 class HuggingFace:
     name = "huggingface"
 
@@ -113,13 +127,7 @@ class HuggingFace:
         for _ in range(MAX_LISTING_PAGES):
             if url is None:
                 return entries
-            response = http.send("GET", url)
-            try:
-                response.read()
-            finally:
-                response.close()
-            if response.status_code != 200:
-                raise _status_error(self.name, response.status_code, f"the file list of {repo}")
+            response = _listing(http, self.name, url, repo)
             try:
                 page = response.json()
                 assert isinstance(page, list)
@@ -151,13 +159,7 @@ class ModelScope:
     def _files(self, http: GuardedClient, repo: str) -> list[dict[str, object]]:
         if repo not in self._listings:
             listing_url = f"{self.endpoint}/api/v1/models/{repo}/repo/files?Revision=master&Recursive=true"
-            response = http.send("GET", listing_url)
-            try:
-                response.read()
-            finally:
-                response.close()
-            if response.status_code != 200:
-                raise _status_error(self.name, response.status_code, f"the file list of {repo}")
+            response = _listing(http, self.name, listing_url, repo)
             try:
                 files = response.json()["Data"]["Files"]
                 assert isinstance(files, list)

@@ -71,11 +71,12 @@ def _header(request: Request, model: LocalModel) -> GgufInfo | None:
     return cache[key]
 
 
-def _details(header: GgufInfo | None) -> dict[str, Any]:
+def _details(header: GgufInfo | None, file_format: str = "gguf") -> dict[str, Any]:
+    """Ollama's `details`; `file_format` is the store's ("gguf", or "hf" for safetensors weights)."""
     arch = header.architecture if header else None
     return {
         "parent_model": "",
-        "format": "gguf",
+        "format": file_format,
         "family": arch or "",
         "families": [arch] if arch else None,
         "parameter_size": parameter_size(header.parameter_count) if header else "",
@@ -91,7 +92,7 @@ def _iso(seconds: float) -> str:
 async def tags(request: Request, services: ServicesDep) -> dict[str, Any]:
     models = [
         {"name": m.name, "model": m.name, "modified_at": _iso(m.modified_s), "size": m.size_bytes,
-         "digest": "", "details": _details(await asyncio.to_thread(_header, request, m))}
+         "digest": "", "details": _details(await asyncio.to_thread(_header, request, m), m.format)}
         for m in installed_models(services.paths)
     ]  # fmt: skip
     names = {m["name"] for m in models}
@@ -108,7 +109,7 @@ async def ps(request: Request, services: ServicesDep) -> dict[str, Any]:
         local = services.engines.resolve(loaded.info.model_name)
         models.append({
             "name": loaded.info.model_name, "model": loaded.info.model_name, "size": loaded.info.memory_bytes,
-            "digest": "", "details": _details(await asyncio.to_thread(_header, request, local)), "expires_at": _iso(now + loaded.expires_in_s),
+            "digest": "", "details": _details(await asyncio.to_thread(_header, request, local), local.format), "expires_at": _iso(now + loaded.expires_in_s),
             "size_vram": 0, "context_length": loaded.info.context_tokens,
         })  # fmt: skip
     for replica in services.engines.replicas():  # bendi's own field: where a replicated model runs
