@@ -15,9 +15,7 @@ from typing import Any
 
 import httpx
 
-from bendi.access.control import AccessControl
-from bendi.core.paths import DataPaths
-from bendi.core.settings import load_settings
+import team_home
 from server_process import ServerProcess, free_port
 
 ADMIN = "boss"
@@ -41,13 +39,7 @@ def bendi(*args: str, home: Path | None = None, timeout_s: float = 300) -> subpr
 
 def init_team_home(home: Path) -> str:
     """Team mode with one administrator; returns an admin-scope API key."""
-    access = AccessControl(load_settings(home=home), DataPaths(home).ensure())
-    try:
-        admin, _ = access.init_team(ADMIN, ADMIN_PASSWORD)
-        key, _ = access.keys.create(admin, name="backup-tests", scope="admin")
-    finally:
-        access.close()
-    return key
+    return team_home.init_team_home(home, ADMIN, ADMIN_PASSWORD, key_name="backup-tests")
 
 
 def start_server(home: Path, env: dict[str, str] | None = None) -> ServerProcess:

@@ -12,9 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bendi.access.control import AccessControl
-from bendi.core.paths import DataPaths
-from bendi.core.settings import load_settings
+import team_home
 from server_process import ServerProcess, free_port
 
 MODEL = "smollm2:135m"
@@ -56,13 +54,7 @@ class WebLogin:
 
 def init_team_home(home: Path, *, admin_password: str = ADMIN_PASSWORD) -> str:
     """Switch `home` to team mode with administrator ADMIN_NAME; returns an admin-scope API key."""
-    access = AccessControl(load_settings(home=home), DataPaths(home).ensure())
-    try:
-        admin, _ = access.init_team(ADMIN_NAME, admin_password)
-        key, _ = access.keys.create(admin, name="tests", scope="admin")
-    finally:
-        access.close()
-    return key
+    return team_home.init_team_home(home, ADMIN_NAME, admin_password)
 
 
 @dataclass
