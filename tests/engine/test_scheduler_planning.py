@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from bendi.engines.llamacpp import mailbox
-from bendi.engines.llamacpp.scheduler import plan_prefill
+from bendi.engines.llamacpp.prefill import plan_prefill
 from bendi.engines.llamacpp.sequence import Sequence
 from bendi.engines.messages import SamplingParams
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bendi.engines.llamacpp import mailbox
 from bendi.engines.llamacpp.model import LlamaModel
+from bendi.engines.llamacpp.prefill import plan_prefill
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
 from bendi.engines.stats import EngineStats
@@ -50,31 +51,6 @@ class Slot:
 def consecutive_runs(slot_ids: set[int]) -> int:
     """How many runs of consecutive ids (passes over the weights per step) these slots make."""
     return sum(1 for i in slot_ids if i - 1 not in slot_ids)
-
-
-def plan_prefill(
-    active: list[Sequence], generating: int, batch_tokens: int, chunk: int
-) -> list[tuple[Sequence, int]]:
-    """Prompt tokens each prefilling sequence adds to the next step, first come first served.
-    While others generate, a step adds at most `chunk` of them, so their stall stays short."""
-    room = batch_tokens - generating
-    budget = min(room, chunk) if generating else room
-    chunks: list[tuple[Sequence, int]] = []
-    for seq in active:
-        if budget <= 0:
-            break
-        if not seq.prefilling:
-            continue
-        rest = len(seq.prompt_tokens) - seq.n_past
-        take = min(rest, budget)
-        # A short tail left for later would cost a whole extra step (another pass over the
-        # weights) for a few tokens: take it now while the batch has room.
-        if rest - take <= chunk // 2 and rest <= room:
-            take = rest
-        chunks.append((seq, take))
-        budget -= take
-        room -= take
-    return chunks
 
 
 def _deliver(items: list[tuple[asyncio.Queue[object], object]]) -> None:

@@ -1,0 +1,1 @@
+"""`bendi eval`: run a question suite against models, presets and knowledge bases; score and report."""
