@@ -18,6 +18,13 @@ class EngineStats:
     prompt_cache_bytes: int = 0
     prompt_cache_restores: int = 0
     restarts_total: int = 0  # supervised server engines restarted after a crash
+    speculative_proposed_tokens: int = 0  # proposals verified by speculative decoding (llama.cpp)
+    speculative_accepted_tokens: int = 0  # of those, tokens the model chose too
+
+    @property
+    def speculative_acceptance_ratio(self) -> float:
+        proposed = self.speculative_proposed_tokens
+        return self.speculative_accepted_tokens / proposed if proposed else 0.0
 
     @property
     def prompt_tokens_processed(self) -> int:

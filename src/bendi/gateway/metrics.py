@@ -125,6 +125,10 @@ class Metrics:
             ("bendi_prompt_cache_bytes", "RAM holding prefixes evicted from slots.", lambda s: s.prompt_cache_bytes),
             ("bendi_prompt_cache_restores_total", "Prefixes restored from RAM into a slot.",
              lambda s: s.prompt_cache_restores),
+            ("bendi_speculative_proposed_tokens_total", "Speculative tokens proposed and verified.",
+             lambda s: s.speculative_proposed_tokens),
+            ("bendi_speculative_accepted_tokens_total", "Speculative tokens the model accepted.",
+             lambda s: s.speculative_accepted_tokens),
         )  # fmt: skip
         for name, text, value in gauges:
             header(name, "gauge", text)

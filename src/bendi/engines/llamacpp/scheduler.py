@@ -14,6 +14,8 @@ from bendi.engines.llamacpp.model import LlamaModel
 from bendi.engines.llamacpp.prefill import plan_prefill
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
+from bendi.engines.llamacpp.speculate import NgramIndex, verify
+from bendi.engines.llamacpp.speculate_policy import SpecState, SpeculationPolicy
 from bendi.engines.stats import EngineStats
 
 
@@ -71,6 +73,7 @@ class Scheduler:
         batch_tokens: int,
         prefill_chunk_tokens: int = 256,
         prompt_cache_mb: int = 0,
+        speculation: SpeculationPolicy | None = None,
     ) -> None:
         import llama_cpp
 
@@ -94,6 +97,9 @@ class Scheduler:
             PromptCache(llama_cpp, model.ctx, prompt_cache_mb << 20) if prompt_cache_mb > 0 else None
         )
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
+        self._policy = speculation or SpeculationPolicy()
+        # Rejected proposals are removed from the KV cache by position; recurrent state cannot be.
+        self._can_speculate = not self._is_recurrent(llama_cpp, model)
         self._thread = threading.Thread(
             target=self._run, name=f"bendi-scheduler-{model.path.name}", daemon=True
         )
@@ -113,6 +119,19 @@ class Scheduler:
         with self._cv:
             self._cv.notify()
 
+    @staticmethod
+    def _is_recurrent(lib: object, model: LlamaModel) -> bool:
+        checks = [getattr(lib, name, None) for name in ("llama_model_is_recurrent", "llama_model_is_hybrid")]
+        return any(bool(check(model.model)) for check in checks if check is not None)
+
+    def set_speculation(self, policy: SpeculationPolicy) -> None:
+        policy.proposed, policy.accepted = self._policy.proposed, self._policy.accepted
+        self._policy = policy  # read by the scheduler thread at its next step
+
+    @property
+    def speculation(self) -> SpeculationPolicy:
+        return self._policy
+
     def stats(self) -> EngineStats:
         return EngineStats(
             active_sequences=len(self._active),
@@ -125,6 +144,8 @@ class Scheduler:
             prompt_cache_entries=len(self._prompt_cache) if self._prompt_cache else 0,
             prompt_cache_bytes=self._prompt_cache.used_bytes if self._prompt_cache else 0,
             prompt_cache_restores=self._prompt_cache.restored if self._prompt_cache else 0,
+            speculative_proposed_tokens=self._policy.proposed,
+            speculative_accepted_tokens=self._policy.accepted,
         )
 
     def shutdown(self) -> None:
@@ -310,6 +331,7 @@ class Scheduler:
             seq.sampler = None
 
     def _step(self) -> None:
+        started_s = time.perf_counter()
         batch = self._batch
         token_arr, pos_arr, nseq_arr, seq_arr, logits_arr = (
             batch.token,
@@ -319,7 +341,10 @@ class Scheduler:
             batch.logits,
         )
         generating = [seq for seq in self._active if seq.next_token is not None]
-        chunks = plan_prefill(self._active, len(generating), self._batch_tokens, self._prefill_chunk)
+        proposed = self._propose(generating) if generating else 0
+        chunks = plan_prefill(
+            self._active, len(generating) + proposed, self._batch_tokens, self._prefill_chunk
+        )
         chunk_sizes = {id(seq): count for seq, count in chunks}
         n = 0
         outputs: list[tuple[Sequence, int]] = []
@@ -332,6 +357,11 @@ class Scheduler:
                 seq_arr[n][0] = seq.slot
                 outputs.append((seq, n))
                 n += 1
+                # Proposals follow their sequence's token, each with logits, to be verified.
+                for offset, token in enumerate(seq.proposals, seq.n_past + 1):
+                    token_arr[n], pos_arr[n], nseq_arr[n], logits_arr[n] = token, offset, 1, 1
+                    seq_arr[n][0] = seq.slot
+                    n += 1
                 continue
             start = seq.n_past
             chunk = seq.prompt_tokens[start : start + chunk_sizes[id(seq)]]
@@ -357,33 +387,106 @@ class Scheduler:
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc}")
         self._steps += 1
+        generated_before = self._generated
         for seq in generating:
-            self._slots[seq.slot].tokens.append(seq.next_token)  # type: ignore[arg-type]
-            seq.n_past += 1
+            if not seq.proposals:
+                self._slots[seq.slot].tokens.append(seq.next_token)  # type: ignore[arg-type]
+                seq.n_past += 1
         for seq, count in chunks:
             self._slots[seq.slot].tokens.extend(seq.prompt_tokens[seq.n_past : seq.n_past + count])
             seq.n_past += count
             if not seq.prefilling:
                 seq.prefill_done_s = time.monotonic()
         for seq, index in outputs:
-            self._sample(seq, index)
+            if seq.proposals:
+                self._verify(seq, index)
+            else:
+                self._sample(seq, index)
+        if not chunks and generating:
+            elapsed_s = time.perf_counter() - started_s
+            self._policy.record_step(
+                len(generating), proposed > 0, self._generated - generated_before, elapsed_s
+            )
+
+    def _propose(self, generating: list[Sequence]) -> int:
+        """Give each generating sequence its proposals for this step; returns how many in all."""
+        policy = self._policy
+        for seq in generating:
+            seq.proposals = []
+        if not (policy.enabled and self._can_speculate):
+            return 0
+        # Auto mode steps aside while prompts are prefilled: the step is compute-bound already.
+        if policy.mode == "auto" and (
+            len(generating) < len(self._active) or not policy.want_speculation(len(generating))
+        ):
+            return 0
+        room = self._batch_tokens - len(generating)
+        total = 0
+        for seq in generating:
+            if room <= total:
+                break
+            state = seq.spec
+            if state is None:  # index this sequence's history once, then token by token
+                history = self._slots[seq.slot].tokens + [seq.next_token]  # type: ignore[list-item]
+                state = seq.spec = SpecState(NgramIndex(history))
+            # Never past max_tokens (hence the context): the last token emitted is never decoded.
+            left = seq.max_new_tokens - seq.generated - 1
+            seq.proposals = policy.proposal(state, min(left, room - total))
+            total += len(seq.proposals)
+        return total
+
+    def _verify(self, seq: Sequence, index: int) -> None:
+        """Sample at the sequence's token and each proposal in turn while they agree; keep the KV of
+        exactly the tokens plain decoding would have decoded, and remove the rest."""
+        lib, ctx, sampler = self._lib, self._model.ctx, seq.sampler
+        proposals, seq.proposals = seq.proposals, []
+        decoded = [seq.next_token, *proposals]
+        base = seq.n_past
+        emitted = 0
+        alive = True
+
+        def sample_at(i: int) -> int:
+            return int(lib.llama_sampler_sample(sampler, ctx, index + i))
+
+        def take(token: int) -> bool:
+            nonlocal emitted, alive
+            emitted += 1
+            alive = self._take(seq, token)
+            return alive
+
+        accepted = verify(sample_at, proposals, take)
+        slot = self._slots[seq.slot]
+        if emitted < len(decoded):  # rejected proposals, or tokens after the stop
+            lib.llama_memory_seq_rm(self._model.memory, slot.seq_id, base + emitted, -1)
+        slot.tokens.extend(decoded[:emitted])  # type: ignore[arg-type]
+        seq.n_past = base + emitted
+        if seq.spec is not None:
+            self._policy.record_sequence(seq.spec, len(proposals), accepted)
+        if not alive:
+            self._release(seq)
 
     def _sample(self, seq: Sequence, index: int) -> None:
         token = self._lib.llama_sampler_sample(seq.sampler, self._model.ctx, index)
+        if not self._take(seq, token):
+            self._release(seq)
+
+    def _take(self, seq: Sequence, token: int) -> bool:
+        """Emit one sampled token; False when it ends the sequence (the caller releases it)."""
         if seq.first_token_s is None:
             seq.first_token_s = time.monotonic()
         seq.next_token = None
         if token in self._eog:  # the end marker is not part of the completion
             seq.finish("stop")
-            self._release(seq)
-            return
+            return False
         seq.generated += 1
         self._generated += 1
+        if seq.spec is not None:
+            seq.spec.index.append(token)
         if seq.push_text(self._model.piece(token)):
             seq.finish("stop", emit_tail=False)
-        elif seq.generated >= seq.max_new_tokens:
+            return False
+        if seq.generated >= seq.max_new_tokens:
             seq.finish("length")
-        else:
-            seq.next_token = token
-            return
-        self._release(seq)
+            return False
+        seq.next_token = token
+        return True

@@ -108,6 +108,8 @@ class Sequence:
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     stop_filter: StopStringFilter | None = None
     outbox: Outbox | None = None  # set by the scheduler; None: deliver directly
+    spec: Any = None  # SpecState once the scheduler speculates for it (speculate_policy.py)
+    proposals: list[int] = field(default_factory=list)  # verified in the coming step
 
     @property
     def prefilling(self) -> bool:

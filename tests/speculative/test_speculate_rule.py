@@ -1,0 +1,158 @@
+"""The n-gram index and the verification rule, in pure Python: proposals match a rescan of the
+history, and sampling through speculation keeps the target distribution (a statistical test)."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from bendi.engines.llamacpp.speculate import NgramIndex, verify
+from bendi.engines.llamacpp.speculate_policy import SpecState, SpeculationPolicy
+
+
+def rescan_proposal(tokens: list[int], limit: int, max_n: int = 4, min_n: int = 2) -> list[int]:
+    """The obvious quadratic version: latest earlier occurrence of the longest suffix."""
+    for n in range(max_n, min_n - 1, -1):
+        if len(tokens) < n:
+            continue
+        suffix = tokens[-n:]
+        for start in range(len(tokens) - n - 1, -1, -1):
+            if tokens[start : start + n] == suffix:
+                return tokens[start + n : start + n + limit]
+    return []
+
+
+def test_proposals_continue_the_latest_earlier_occurrence() -> None:
+    prompt = [1, 2, 3, 4, 5, 6, 9, 9, 2, 3, 7, 8]
+    index = NgramIndex(prompt)
+    assert index.propose(3) == []  # the suffix "7 8" occurs nowhere earlier
+    index.append(2)
+    index.append(3)
+    assert index.propose(3) == [7, 8, 2]  # "8 2 3"/"2 3": latest earlier "2 3" was followed by 7 8 2
+    index.append(1)
+    index.append(2)
+    index.append(3)
+    # suffix "1 2 3" occurred at the start: its continuation is 4 5 6
+    assert index.propose(3) == [4, 5, 6]
+    assert index.propose(0) == []
+
+
+def test_the_incremental_index_agrees_with_a_rescan() -> None:
+    rng = random.Random(7)
+    for _ in range(30):
+        tokens = [rng.randrange(6) for _ in range(rng.randrange(1, 80))]
+        index = NgramIndex(tokens[:5])
+        for token in tokens[5:]:
+            index.append(token)
+            assert index.propose(5) == rescan_proposal(index.tokens, 5)
+
+
+# A small "model": the next token's distribution depends on the last token (a Markov chain).
+VOCAB = 4
+TABLE = [[0.55, 0.25, 0.15, 0.05], [0.1, 0.2, 0.3, 0.4], [0.4, 0.4, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]]
+LENGTH = 4
+
+
+def draw(rng: random.Random, last: int) -> int:
+    return rng.choices(range(VOCAB), TABLE[last])[0]
+
+
+def plain(rng: random.Random) -> tuple[int, ...]:
+    out = [0]
+    while len(out) <= LENGTH:
+        out.append(draw(rng, out[-1]))
+    return tuple(out[1:])
+
+
+def speculative(rng: random.Random, index_prompt: list[int], accept_blindly: bool = False) -> tuple[int, ...]:
+    out = [0]
+    index = NgramIndex(index_prompt + out, max_n=2, min_n=1)
+    while len(out) <= LENGTH:
+        proposals = index.propose(LENGTH - len(out))
+        history = list(out)
+
+        def sample_at(i: int, history: list[int] = history, proposals: list[int] = proposals) -> int:
+            context = history + proposals[:i]
+            if accept_blindly and i < len(proposals):  # a wrong rule: takes the proposal as is
+                return proposals[i]
+            return draw(rng, context[-1])
+
+        def take(token: int) -> bool:
+            out.append(token)
+            index.append(token)
+            return len(out) <= LENGTH
+
+        verify(sample_at, proposals, take)
+    return tuple(out[1:])
+
+
+def total_variation(a: Counter[tuple[int, ...]], b: Counter[tuple[int, ...]], n: int) -> float:
+    return sum(abs(a[k] - b[k]) for k in set(a) | set(b)) / (2 * n)
+
+
+def chi_square(a: Counter[tuple[int, ...]], b: Counter[tuple[int, ...]]) -> tuple[float, int]:
+    """Two-sample chi-square statistic over cells seen in either sample, and its degrees of freedom."""
+    cells = [k for k in set(a) | set(b) if a[k] + b[k] >= 10]
+    stat = sum((a[k] - b[k]) ** 2 / (a[k] + b[k]) for k in cells)
+    return stat, len(cells) - 1
+
+
+def test_sampling_through_speculation_keeps_the_distribution() -> None:
+    n = 20_000
+    prompt = [0, 1, 2, 3, 0, 0, 1, 3, 2, 0, 1]  # repeated spans: proposals are frequent
+    reference = Counter(plain(random.Random(1000 + i)) for i in range(n))
+    with_spec = Counter(speculative(random.Random(50_000 + i), prompt) for i in range(n))
+    stat, dof = chi_square(reference, with_spec)
+    # 99.9% quantile of chi-square (Wilson-Hilferty): fails about once in a thousand runs at random,
+    # never with these fixed seeds.
+    z = 3.09
+    limit = dof * (1 - 2 / (9 * dof) + z * (2 / (9 * dof)) ** 0.5) ** 3
+    assert stat < limit, (stat, limit)
+    assert total_variation(reference, with_spec, n) < 0.05
+    # The test can fail: taking proposals without sampling changes the distribution.
+    wrong = Counter(speculative(random.Random(90_000 + i), prompt, accept_blindly=True) for i in range(n))
+    assert chi_square(reference, wrong)[0] > limit
+    assert total_variation(reference, wrong, n) > 0.05
+
+
+def test_verify_stops_where_the_sequence_ends() -> None:
+    taken: list[int] = []
+    accepted = verify(lambda i: [5, 6, 7, 8][i], [5, 6, 7], lambda t: taken.append(t) or len(taken) < 2)
+    assert taken == [5, 6] and accepted == 2
+    taken.clear()
+    assert verify(lambda i: [5, 9, 7, 8][i], [5, 6, 7], lambda t: taken.append(t) or True) == 1
+    assert taken == [5, 9]
+    taken.clear()
+    assert verify(lambda i: [5, 6, 7, 8][i], [5, 6, 7], lambda t: taken.append(t) or True) == 3
+    assert taken == [5, 6, 7, 8]  # all accepted, plus the token after the last proposal
+
+
+def test_the_policy_grows_shrinks_and_rests() -> None:
+    policy = SpeculationPolicy(mode="lookup", max_tokens=8)
+    state = SpecState(NgramIndex([1, 2, 3, 1, 2]))
+    assert policy.proposal(state, 10) == [3, 1, 2][: state.length]
+    policy.record_sequence(state, 3, 3)
+    assert state.length == 6
+    policy.record_sequence(state, 6, 1)
+    assert state.length == 2
+    for _ in range(5):
+        policy.record_sequence(state, 2, 0)
+    assert state.rest > 0 and policy.proposal(state, 10) == []
+    assert (policy.proposed, policy.accepted) == (3 + 6 + 10, 4)
+
+
+def test_auto_mode_keeps_the_faster_way_and_retries_the_other() -> None:
+    policy = SpeculationPolicy(mode="auto")
+    assert policy.want_speculation(1)  # unmeasured: try it
+    policy.record_step(1, True, 1, 0.02)  # speculation: 50 tok/s
+    assert not policy.want_speculation(1)  # plain not measured yet
+    policy.record_step(1, False, 1, 0.01)  # plain: 100 tok/s
+    assert not policy.want_speculation(1)
+    for _ in range(30):
+        policy.record_step(1, False, 1, 0.01)
+    assert policy.want_speculation(1)  # retried after a while
+    policy.record_step(8, True, 24, 0.02)
+    policy.record_step(8, False, 8, 0.02)
+    assert policy.want_speculation(8)  # another batch size, its own measurements
+    assert SpeculationPolicy(mode="lookup").want_speculation(3)
+    assert not SpeculationPolicy(mode="off").enabled
