@@ -145,6 +145,17 @@ class DocumentError(UserInputError):
     code = "document_error"
 
 
+class ParseFailedError(DocumentError):
+    """The isolated parser process of one document timed out, crashed or ran out of memory;
+    `reason` is one short word (timeout, cpu_limit, memory_limit, crashed, bad_output)."""
+
+    code = "parse_failed"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class RequestTimeoutError(BendiError):
     """A request ran past its deadline (settings.request_timeout_s) and was stopped."""
 
@@ -164,3 +175,37 @@ class PayloadTooLargeError(UserInputError):
 
     http_status = 413
     code = "payload_too_large"
+
+
+class ModelfileError(UserInputError):
+    """A Modelfile (preset definition) that cannot be read; the message names the line."""
+
+    code = "invalid_modelfile"
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"Modelfile line {line}: {message}" if line else message)
+        self.line = line
+
+
+class AdapterError(InvalidModelFileError):
+    """A LoRA adapter that cannot be applied: missing, not a GGUF LoRA, truncated, or made for another
+    base (architecture, dimensions); the message names what differs."""
+
+    code = "invalid_adapter"
+
+
+class EvalSuiteError(UserInputError):
+    """An evaluation suite (JSONL) that cannot be used; the message names the line."""
+
+    code = "invalid_eval_suite"
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(f"Suite line {line}: {message}" if line else message)
+        self.line = line
+
+
+class PresetBaseInUseError(UserInputError):
+    """A model that presets are built on cannot be removed before them (HTTP 409)."""
+
+    http_status = 409
+    code = "model_in_use"

@@ -120,6 +120,10 @@ class Settings(BaseModel):
     keep_alive_s: float = 300.0
     max_loaded_models: int = 3
     force_load: bool = False  # load even when the advisor says it will not fit
+    # Speculative decoding (docs/engine.md): lookup proposes continuations found in the prompt,
+    # verified in the same decode step (output unchanged); auto does so only while it measures faster.
+    speculative: Literal["off", "lookup", "draft", "auto"] = "auto"
+    speculative_tokens: int = Field(default=8, ge=0, le=64)  # longest proposal per sequence and step
 
     # admission control
     max_queue: int = 32
@@ -158,6 +162,13 @@ class Settings(BaseModel):
     # uses (pages are read one at a time per process, so this bounds what a big scan takes).
     kb_ocr: bool = True
     kb_ocr_threads: int = 2
+    # Every document is parsed in a worker process (knowledge/parse_worker.py), so a hostile file can
+    # only fail itself: the workers at once, each one's address space (MB), the seconds (wall, and
+    # CPU) a document may take without progress (each OCR'd page renews them), documents per worker.
+    kb_parse_workers: int = 2
+    kb_parse_memory_mb: int = 2048
+    kb_parse_timeout_s: float = 300.0
+    kb_parse_recycle: int = 50
 
     @property
     def base_url(self) -> str:

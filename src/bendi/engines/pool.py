@@ -6,13 +6,21 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bendi.core.errors import BendiError, EngineError, ModelTooLargeError, OverloadedError
+from bendi.core.errors import (
+    AdapterError,
+    BendiError,
+    EngineError,
+    ModelTooLargeError,
+    OverloadedError,
+    UserInputError,
+)
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
+from bendi.engines.adapters import CheckedAdapter, adapters_bytes, adapters_identity, check_adapters
 from bendi.engines.engine_select import (
     EngineKind,
     hf_directory_model,
@@ -103,11 +111,21 @@ def memory_fit_check(
     return FitVerdict(fits, required, available, reason)
 
 
+def engine_identity(model: LocalModel) -> tuple[object, ...]:
+    """What makes two names one engine: the same weights file with the same adapters (and scales).
+    Every name that maps to a base without adapters shares its engine; base+A, base+B and the base
+    alone are three."""
+    with contextlib.suppress(OSError):
+        return (str(model.path.resolve()), model.format, adapters_identity(model.adapters))
+    return (str(model.path), model.format, adapters_identity(model.adapters))
+
+
 def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
     import psutil
 
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
+    from bendi.engines.llamacpp.speculate_policy import DRAFT_UNSUPPORTED
 
     config = ContextConfig(
         context_tokens=settings.context_tokens,
@@ -119,7 +137,13 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         threads=settings.threads,
         gpu_layers=settings.gpu_layers if settings.gpu_layers >= 0 else 0,
     )
-    return LlamaCppEngine(model.name, model.path, config)
+    # Checked again here, not only by the pool: a factory caller (replica sets' local engine) may
+    # skip the pool, and llama.cpp must never be the one to find out.
+    if settings.speculative == "draft":  # refused before the weights are loaded, not after
+        raise UserInputError(DRAFT_UNSUPPORTED)
+    engine = LlamaCppEngine(model.name, model.path, config, check_adapters(model))
+    engine.configure_speculation(settings.speculative, settings.speculative_tokens)
+    return engine
 
 
 @dataclass
@@ -135,6 +159,8 @@ class LoadedModel:
     info: EngineInfo
     path: str
     expires_in_s: float
+    # LoRA adapters applied (engines/adapters.py CheckedAdapter.describe()): name, path, scale, rank
+    adapters: list[dict[str, Any]] = field(default_factory=list)
 
 
 class EnginePool:
@@ -158,7 +184,7 @@ class EnginePool:
         self._factory = engine_factory or llamacpp_factory
         self._server_factory = server_factory or start_server
         self._directories: dict[str, LocalModel] = {}  # HF-format directories given by path
-        self._loaded: dict[str, _Loaded] = {}
+        self._loaded: dict[str, _Loaded] = {}  # by the name each engine was loaded under
         self._load_lock = asyncio.Lock()
         self._failures: dict[str, str] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -172,6 +198,8 @@ class EnginePool:
     def _fits(self, model: LocalModel, loaded: list[EngineInfo]) -> Verdict | None:
         if is_hf_model(model):
             return None  # judged by the engine server itself, which says so when it runs out of memory
+        if model.adapters:  # llama.cpp copies adapter tensors into memory of their own
+            model = replace(model, size_bytes=model.size_bytes + adapters_bytes(model.adapters))
         return self._fit_check(model, self._settings.context_tokens, loaded)
 
     # queries -----------------------------------------------------------------------------
@@ -208,6 +236,11 @@ class EnginePool:
                 FOREVER_S
                 if entry.keep_alive_s < 0
                 else max(0.0, entry.last_used_s + entry.keep_alive_s - now),
+                adapters=[
+                    a.describe()
+                    for a in getattr(entry.engine, "adapters", ())
+                    if isinstance(a, CheckedAdapter)
+                ],
             )
             for entry in self._loaded.values()
         ]
@@ -261,18 +294,34 @@ class EnginePool:
         keep = self._settings.keep_alive_s if keep_alive_s is None else keep_alive_s
         if kind != "llama.cpp" and keep_alive_s is None:
             keep = -1.0  # a server engine takes a minute to start: it stays up unless told otherwise
-        entry = self._loaded.get(model.name)
+        entry = self._find(model)
         if entry is None:
             # One load at a time: the fit check must see the memory the previous load took.
             async with self._load_lock:
-                entry = self._loaded.get(model.name)
+                entry = self._find(model)
                 if entry is None:
+                    await self._drop_stale(model.name)
                     entry = await self._load(model, keep, kind)
         entry.last_used_s = time.monotonic()
         if keep_alive_s is not None:
             entry.keep_alive_s = keep
         self._ensure_reaper()
         return entry.engine
+
+    def _find(self, model: LocalModel) -> _Loaded | None:
+        """The engine loaded under this name if it still has these weights and adapters; None when
+        it must be loaded. A preset without adapters resolves to its base's name, so it shares the
+        base's engine; a file path stays an engine of its own, as before."""
+        entry = self._loaded.get(model.name)
+        if entry is not None and engine_identity(entry.model) == engine_identity(model):
+            return entry
+        return None
+
+    async def _drop_stale(self, name: str) -> None:
+        """The name now means other weights or adapters (a preset made again with another ADAPTER, a
+        re-tuned adapter file): unload the engine loaded under that name."""
+        if name in self._loaded:
+            await self.unload(name)
 
     async def _replica_set(self, model: LocalModel) -> Engine:
         from bendi.engines.replicas_build import build_replica_set, local_template
@@ -315,14 +364,19 @@ class EnginePool:
                 "Unload other models, choose a smaller quantization (see `bendi plan`), or set BENDI_FORCE_LOAD=1."
             )
         try:
-            if kind == "llama.cpp":
+            if model.adapters and kind != "llama.cpp":
+                raise AdapterError(
+                    f"{model.name} has LoRA adapters, which bendi applies with llama.cpp only (not {kind}); "
+                    "serve it with engine llama.cpp."
+                )
+            if kind == "llama.cpp":  # the factory checks the adapters against the base before llama.cpp
                 engine = await asyncio.to_thread(self._factory, model, self._settings)
             else:
                 engine = await self._server_factory(model, kind, self._settings, self._paths)
         except Exception as exc:
             reason = getattr(exc, "message", None) or str(exc)
             self._failures[model.name] = reason
-            if isinstance(exc, EngineError | ModelTooLargeError):
+            if isinstance(exc, EngineError | ModelTooLargeError | AdapterError):
                 raise
             raise EngineError(f"Could not load {model.name}: {reason}") from exc
         self._failures.pop(model.name, None)

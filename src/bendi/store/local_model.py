@@ -10,6 +10,18 @@ ModelFormat = Literal["gguf", "hf"]
 
 
 @dataclass(frozen=True)
+class AdapterRef:
+    """A GGUF LoRA adapter applied on top of a base model at load time.
+
+    `scale` multiplies the adapter's delta (0 = the base model, 1 = as trained); it is part of the
+    engine's identity, so the same file at two scales is two engines.
+    """
+
+    path: Path
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class LocalModel:
     """A model that can be loaded now."""
 
@@ -19,3 +31,6 @@ class LocalModel:
     source: str  # "bundled", "store", "file"
     modified_s: float = 0.0
     format: ModelFormat = "gguf"  # "hf": a Hugging Face-format directory (config.json + safetensors)
+    # LoRA adapters applied at load (GGUF only); empty for a plain model. A tuple keeps the
+    # dataclass hashable, and the pool keys engines on (path, adapters).
+    adapters: tuple[AdapterRef, ...] = ()

@@ -8,11 +8,13 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
+from bendi.engines.adapters import CheckedAdapter
 from bendi.engines.chat_template import CHATML_TEMPLATE, ChatTemplate
 from bendi.engines.llamacpp.mailbox import open_mailbox
 from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
 from bendi.engines.llamacpp.scheduler import Scheduler
 from bendi.engines.llamacpp.sequence import Sequence as ActiveSequence
+from bendi.engines.llamacpp.speculate_policy import DRAFT_UNSUPPORTED, SpeculationPolicy, SpeculativeMode
 from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt
 from bendi.engines.protocol import EngineInfo
 from bendi.engines.stats import EngineStats
@@ -24,8 +26,11 @@ class LlamaCppEngine:
     """One model loaded in this process. Generation runs on the scheduler thread; this object only
     moves requests and events between it and the event loop, so /health never waits on a token."""
 
-    def __init__(self, name: str, path: Path, config: ContextConfig) -> None:
-        self._model = LlamaModel(path, config)
+    def __init__(
+        self, name: str, path: Path, config: ContextConfig, adapters: Sequence[CheckedAdapter] = ()
+    ) -> None:
+        self._model = LlamaModel(path, config, adapters)  # LoRA adapters: checked by the pool first
+        self.adapters = tuple(adapters)
         self._config = config
         meta = self._model.metadata
         self._template = ChatTemplate(
@@ -53,7 +58,7 @@ class LlamaCppEngine:
             parameters=self._model.parameters,
             quantization=self._model.quantization,
             file_bytes=path.stat().st_size,
-            memory_bytes=self._model.size_bytes + self._model.kv_cache_bytes,
+            memory_bytes=self._model.size_bytes + self._model.kv_cache_bytes + self._model.adapter_bytes,
             supports_embeddings=True,
             embeddings_are_fallback=not self._model.has_trained_pooling,
         )
@@ -73,6 +78,12 @@ class LlamaCppEngine:
 
     def stats(self) -> EngineStats:
         return self._scheduler.stats()
+
+    def configure_speculation(self, mode: SpeculativeMode, max_tokens: int) -> None:
+        """Settings `speculative` and `speculative_tokens` (docs/engine.md, Speculative decoding)."""
+        if mode == "draft":
+            raise UserInputError(DRAFT_UNSUPPORTED)
+        self._scheduler.set_speculation(SpeculationPolicy(mode=mode, max_tokens=max_tokens))
 
     def render_chat(
         self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True

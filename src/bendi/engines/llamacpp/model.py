@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bendi.core.errors import EngineError, InvalidModelFileError
+from bendi.core.errors import AdapterError, EngineError, InvalidModelFileError
+from bendi.engines.adapters import CheckedAdapter
 
 _BACKEND_LOCK = threading.Lock()
 _BACKEND_READY = False
@@ -62,13 +64,15 @@ class ContextConfig:
 class LlamaModel:
     """Owns the llama_model and one llama_context. Not thread-safe: one scheduler thread drives it."""
 
-    def __init__(self, path: Path, config: ContextConfig) -> None:
+    def __init__(self, path: Path, config: ContextConfig, adapters: Sequence[CheckedAdapter] = ()) -> None:
         import llama_cpp
 
         init_backend()
         self._lib = llama_cpp
         self.path = path
         self.config = config
+        self.adapters = tuple(adapters)
+        self._adapter_handles: list[Any] = []
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = max(0, config.gpu_layers) if config.gpu_layers >= 0 else 999
         mparams.use_mmap = True
@@ -79,6 +83,9 @@ class LlamaModel:
                 "this llama.cpp does not know; re-download it or update bendi."
             )
         self.model = model
+        # Adapters go on the model before the context exists: llama.cpp sizes the context's compute
+        # graph from the adapters registered on its model.
+        self._load_adapters()
         self.vocab = llama_cpp.llama_model_get_vocab(model)
         self.metadata = self._read_metadata()
         cparams = llama_cpp.llama_context_default_params()
@@ -101,12 +108,13 @@ class LlamaModel:
             )
         ctx = llama_cpp.llama_init_from_model(model, cparams)
         if not ctx:
-            llama_cpp.llama_model_free(model)
+            self.close()
             raise EngineError(
                 f"llama.cpp could not create a context of {cparams.n_ctx} tokens for {path.name}: "
                 "probably not enough memory. Try a smaller context (--ctx) or fewer parallel sequences."
             )
         self.ctx = ctx
+        self._set_adapters()
         self.memory = llama_cpp.llama_get_memory(ctx)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.bos = llama_cpp.llama_vocab_bos(self.vocab)
@@ -114,6 +122,35 @@ class LlamaModel:
         self._piece_buf = ctypes.create_string_buffer(256)
         self._eog: tuple[int, ...] | None = None
         self._pieces: dict[int, bytes] = {}
+
+    # LoRA adapters -----------------------------------------------------------------------------
+    def _load_adapters(self) -> None:
+        """Load each (already checked, engines/adapters.py) adapter; on any failure free what was
+        loaded, and the model, so a refused adapter leaks nothing."""
+        lib = self._lib
+        for adapter in self.adapters:
+            handle = lib.llama_adapter_lora_init(self.model, str(adapter.path).encode())
+            if not handle:
+                self.close()
+                raise AdapterError(
+                    f"llama.cpp refused the adapter {adapter.path.name} for {self.path.name} (its checks passed "
+                    "bendi's: the file may be damaged, or use a tensor type this llama.cpp cannot read)."
+                )
+            self._adapter_handles.append(handle)
+
+    def _set_adapters(self) -> None:
+        if not self._adapter_handles:
+            return
+        lib, n = self._lib, len(self._adapter_handles)
+        handles = (lib.llama_adapter_lora_p_ctypes * n)(*self._adapter_handles)
+        scales = (ctypes.c_float * n)(*(a.scale for a in self.adapters))
+        if lib.llama_set_adapters_lora(self.ctx, handles, n, scales) != 0:
+            self.close()
+            raise AdapterError(f"llama.cpp could not apply the adapters of {self.path.name} to its context.")
+
+    @property
+    def adapter_bytes(self) -> int:
+        return sum(a.size_bytes for a in self.adapters)
 
     # metadata --------------------------------------------------------------------------------
     def _read_metadata(self) -> dict[str, str]:
@@ -224,6 +261,10 @@ class LlamaModel:
         if getattr(self, "ctx", None):
             lib.llama_free(self.ctx)
             self.ctx = None
+        # After the context that used them, before the model that registers them.
+        for handle in getattr(self, "_adapter_handles", ()):
+            lib.llama_adapter_lora_free(handle)
+        self._adapter_handles = []
         if getattr(self, "model", None):
             lib.llama_model_free(self.model)
             self.model = None
