@@ -55,6 +55,8 @@ POSITIVE_DATA_GAPS: dict[str, str] = {
     "POST /v1/admin/users": "the minimum password length is a setting (min_password_chars) the schema "
     "does not state: accounts_api",
     "POST /v1/auth/keys": "key names are checked like display names: accounts_api",
+    "POST /api/create": "preset names, parameters and the `modelfile` text are checked by the Modelfile "
+    "grammar, which JSON Schema cannot state: ollama_api/create",
     "POST /v1/auth/login": "single-user mode answers 400 'nothing to sign in to': accounts_api",
     "POST /v1/auth/password": "single-user mode answers 400 'only signed-in users have a password': "
     "accounts_api",

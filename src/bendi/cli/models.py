@@ -56,9 +56,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("model", help="model name (see `bendi list`)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--template", action="store_true", help="print the full chat template")
+    p.add_argument("--modelfile", action="store_true", help="print a preset's (or model's) Modelfile")
     p.set_defaults(func=handle_show)
 
-    p = subparsers.add_parser("rm", help="remove a model (and the files no other model uses)")
+    p = subparsers.add_parser("rm", help="remove a model (and the files no other model uses) or a preset")
     p.add_argument("model", nargs="+", help="model name(s)")
     p.set_defaults(func=handle_rm)
 
@@ -112,9 +113,11 @@ def _params(count: Any) -> str:
 
 
 def handle_list(args: argparse.Namespace) -> int:
-    rows = _rows()
+    from bendi.cli.create import preset_rows, print_presets
+
+    rows, presets = _rows(), preset_rows()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + [{**p, "preset": True} for p in presets], indent=2))
         return 0
     if not rows:
         print("No models installed. Try: bendi pull deepseek-r1:7b")
@@ -125,6 +128,7 @@ def handle_list(args: argparse.Namespace) -> int:
         modified = dt.datetime.fromtimestamp(row["modified_s"]).strftime("%Y-%m-%d %H:%M")
         print(f"{row['name']:<40} {human_bytes(row['size_bytes']):>9} {row['quantization'] or '-':<9} "
               f"{_params(row['parameter_count']):>7}  {modified}")  # fmt: skip
+    print_presets(presets)
     return 0
 
 
@@ -174,6 +178,13 @@ def _verdict(info: dict[str, Any]) -> str | None:
 
 
 def handle_show(args: argparse.Namespace) -> int:
+    from bendi.cli.create import show_preset
+
+    if show_preset(args.model, args.modelfile, args.json):
+        return 0
+    if args.modelfile:
+        print(f"FROM {_describe(args.model)['name']}")
+        return 0
     info = _describe(args.model)
     verdict = _verdict(info)
     if args.json:
@@ -209,8 +220,12 @@ def handle_show(args: argparse.Namespace) -> int:
 
 
 def handle_rm(args: argparse.Namespace) -> int:
+    from bendi.cli.create import remove_preset_or_check
+
     store = _store()
     for name in args.model:
+        if remove_preset_or_check(name):  # a preset; a model that presets use is refused
+            continue
         freed = store.remove(name)
         print(f"Removed {name}" + (f" ({len(freed)} file(s) freed)" if freed else " (its files are shared)"))
     return 0

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from bendi.core.settings import load_settings
-from bendi.engines.messages import SamplingParams
 
 
 def register(subparsers: Any) -> None:
@@ -17,7 +16,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--prompt", "-p", help="answer this prompt and exit (stdin works too)")
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--hide-thinking", action="store_true", help="do not show the reasoning chain")
-    parser.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (R1: 0.5-0.7)")
+    parser.add_argument(
+        "--temperature", type=float, help="sampling temperature (default 0.6, or the preset's)"
+    )
     parser.add_argument("--seed", type=int, help="seed for reproducible answers")
     parser.add_argument("--max-tokens", type=int, help="stop after this many tokens")
     parser.add_argument("--ctx", type=int, dest="context_tokens", help="context window in tokens")
@@ -28,6 +29,7 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from bendi.cli.chat_terminal import TerminalChat
+    from bendi.cli.create import run_defaults
     from bendi.services import build_services
 
     settings = load_settings(
@@ -39,7 +41,7 @@ def handle(args: argparse.Namespace) -> int:
     services = build_services(settings)
     pool = services.engines
     model = args.model or pool.default_model_name()
-    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    params, system, turns = run_defaults(services, model, args)  # a preset's SYSTEM, turns, PARAMETERs
     one_shot = args.prompt is not None or not sys.stdin.isatty()
     prompt = args.prompt if args.prompt is not None else (sys.stdin.read() if one_shot else "")
 
@@ -50,7 +52,9 @@ def handle(args: argparse.Namespace) -> int:
 
         async def once() -> int:
             engine = await pool.acquire(model)
-            chat = TerminalChat(engine, params, show_thinking=not args.hide_thinking, system=args.system)
+            chat = TerminalChat(
+                engine, params, show_thinking=not args.hide_thinking, system=system, history=turns
+            )
             try:
                 result = await chat.answer(prompt, reasoning_to=sys.stderr)  # stdout carries only the answer
                 sys.stdout.write("\n")
@@ -67,6 +71,6 @@ def handle(args: argparse.Namespace) -> int:
         loop.run_until_complete(pool.aclose())
         loop.close()
         raise
-    chat = TerminalChat(engine, params, show_thinking=not args.hide_thinking, system=args.system,
+    chat = TerminalChat(engine, params, show_thinking=not args.hide_thinking, system=system, history=turns,
                         color=sys.stdout.isatty())  # fmt: skip
     return chat.interactive(engine.info.model_name, loop, pool.aclose)

@@ -5,16 +5,26 @@ The top of the store's one-way imports: resolve -> registry -> manifest -> forma
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from bendi.core.errors import InvalidNameError, ModelNotFoundError
 from bendi.core.paths import DataPaths
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path, find_bundled
 from bendi.store.local_model import LocalModel, ModelFormat
+from bendi.store.presets import Preset, find_preset
 from bendi.store.reference import is_hub_reference
 from bendi.store.registry import find_installed, list_installed
 
-__all__ = ["LocalModel", "ModelFormat", "bundled_models", "installed_models", "is_hf_folder", "resolve_model"]
+__all__ = [
+    "LocalModel",
+    "ModelFormat",
+    "bundled_models",
+    "installed_models",
+    "is_hf_folder",
+    "preset_model",
+    "resolve_model",
+]
 
 
 def _local(name: str, path: Path, source: str) -> LocalModel:
@@ -59,12 +69,24 @@ def resolve_model(paths: DataPaths, name_or_path: str) -> LocalModel:
         installed = None
     if installed is not None:
         return installed
+    preset = find_preset(paths, name_or_path)
+    if preset is not None:
+        return preset_model(paths, preset)
     if name_or_path.endswith(".gguf") and not is_hub_reference(name_or_path):
         raise ModelNotFoundError(f"No model file at {name_or_path}. Check the path.")
     raise ModelNotFoundError(
         f"Model {name_or_path!r} is not installed. Run `bendi list` to see installed models, "
         f"or `bendi pull {name_or_path}` to download it."
     )
+
+
+def preset_model(paths: DataPaths, preset: Preset) -> LocalModel:
+    """What a preset loads: its base as is (so presets share the base's engine), or, with adapters,
+    the base plus those adapters under the preset's name (an engine of its own)."""
+    base = resolve_model(paths, preset.base)
+    if not preset.adapters:
+        return base
+    return replace(base, name=preset.name, source="preset", adapters=tuple(preset.adapters))
 
 
 def installed_models(paths: DataPaths) -> list[LocalModel]:

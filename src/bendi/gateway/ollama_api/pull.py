@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from bendi.core.errors import UserInputError
 from bendi.gateway.dependencies import get_services
@@ -118,9 +118,13 @@ async def pull(body: PullRequest, services: ServicesDep) -> Any:
 
 
 @router.delete("/api/delete")
-async def delete(body: ModelRequest, services: ServicesDep) -> Response:
+async def delete(body: ModelRequest, request: Request, services: ServicesDep) -> Response:
     if not body.target:
         raise UserInputError('Say which model to delete: {"model": "NAME"}.')
+    from bendi.gateway.ollama_api.create import delete_preset_or_check_base
+
+    if delete_preset_or_check_base(request, services, body.target):  # a preset: removed, nothing else
+        return Response(status_code=200)
     store = _store(services)
     installed = store.get(body.target)
     if installed is not None:

@@ -16,6 +16,7 @@ from bendi.engines.messages import Finished, TextDelta
 from bendi.engines.reasoning import ReasoningSplitter
 from bendi.gateway.dependencies import get_services
 from bendi.gateway.generation import Session, admitted, error_text, open_session
+from bendi.gateway.ollama_api.create import preset_tags, show_preset
 from bendi.gateway.ollama_api.protocol import (
     ChatRequest,
     EmbedRequest,
@@ -32,6 +33,7 @@ from bendi.gateway.ollama_api.translate import (
     to_messages,
     to_sampling,
 )
+from bendi.gateway.presets import apply_ollama, generate_turns, preset_for
 from bendi.gateway.streaming import (
     GuardedStreamingResponse,
     ndjson,
@@ -96,6 +98,7 @@ async def tags(request: Request, services: ServicesDep) -> dict[str, Any]:
         for m in installed_models(services.paths)
     ]  # fmt: skip
     names = {m["name"] for m in models}
+    models += await preset_tags(request, services, {str(n) for n in names})
     models += [{"name": n, "model": n, "modified_at": _iso(time.time()), "size": 0, "digest": "",
                 "details": _details(None)} for n in services.engines.upstream_models() if n not in names]  # fmt: skip
     return {"models": models}
@@ -112,6 +115,8 @@ async def ps(request: Request, services: ServicesDep) -> dict[str, Any]:
             "digest": "", "details": _details(await asyncio.to_thread(_header, request, local), local.format), "expires_at": _iso(now + loaded.expires_in_s),
             "size_vram": 0, "context_length": loaded.info.context_tokens,
         })  # fmt: skip
+        if loaded.adapters:  # bendi's own field: LoRA adapters applied (no server paths)
+            models[-1]["adapters"] = [{k: v for k, v in a.items() if k != "path"} for a in loaded.adapters]
     for replica in services.engines.replicas():  # bendi's own field: where a replicated model runs
         entry = next((m for m in models if m["name"] == replica.model), None)
         if entry is not None:
@@ -128,6 +133,9 @@ async def ps(request: Request, services: ServicesDep) -> dict[str, Any]:
 async def show(body: ModelRequest, request: Request, services: ServicesDep) -> dict[str, Any]:
     if not body.target:
         raise UserInputError('Say which model to show: {"model": "NAME"}.')
+    preset = preset_for(services, body.target)
+    if preset is not None:
+        return await show_preset(request, services, preset)
     local = services.engines.resolve(body.target)
     header = await asyncio.to_thread(_header, request, local)
     metadata = header.metadata if header else {}
@@ -245,6 +253,7 @@ async def _admitted(request: Request, opening: Awaitable[Session], streaming: bo
 
 @router.post("/chat", response_model=None)
 async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> Any:
+    body = apply_ollama(services, body)  # a preset's system, turns, options, knowledge base
     if body.model.startswith("kb:") or getattr(body, "knowledge_base", None):
         from bendi.gateway.knowledge_api.chat import ollama_kb_chat
 
@@ -263,6 +272,7 @@ async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> An
 
 @router.post("/generate", response_model=None)
 async def generate(body: GenerateRequest, request: Request, services: ServicesDep) -> Any:
+    body = apply_ollama(services, body)  # a preset's system and options
     if body.images:
         raise UserInputError("This model does not accept images; send text only.")
     _refuse_unsupported(body)
@@ -276,7 +286,8 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
             request, services, body.model or None, params, prompt=body.prompt, keep_alive_s=keep
         )
     else:
-        messages = to_messages([], body.system) + to_messages([_user(body.prompt)])
+        turns = generate_turns(services, body.model)  # a preset's few-shot MESSAGE turns
+        messages = to_messages(turns, body.system) + to_messages([_user(body.prompt)])
         opening = open_session(
             request, services, body.model or None, params, messages=messages, keep_alive_s=keep
         )

@@ -15,6 +15,7 @@ from bendi.gateway.errors import error_payload
 from bendi.gateway.generation import Session, error_text, open_session
 from bendi.gateway.openai_api.protocol import ChatCompletionRequest, CompletionRequest, usage_payload
 from bendi.gateway.openai_api.translate import chunk, new_id, now_s, to_messages, to_sampling
+from bendi.gateway.presets import apply_openai, preset_for
 from bendi.gateway.streaming import (
     DONE,
     GuardedStreamingResponse,
@@ -23,6 +24,7 @@ from bendi.gateway.streaming import (
     stop_disconnect_watch,
 )
 from bendi.services import Services
+from bendi.store.presets import list_presets
 from bendi.store.resolve import installed_models
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -41,6 +43,8 @@ async def list_models(services: ServicesDep) -> dict[str, Any]:
         cards.setdefault(loaded.info.model_name, _model_card(loaded.info.model_name, now_s()))
     for name in services.engines.upstream_models():  # served by replicas on other servers
         cards.setdefault(name, _model_card(name, now_s()))
+    for preset in list_presets(services.paths):
+        cards.setdefault(preset.name, _model_card(preset.name, int(preset.created_s)))
     return {"object": "list", "data": list(cards.values())}
 
 
@@ -51,6 +55,9 @@ async def get_model(model_id: str, services: ServicesDep) -> dict[str, Any]:
             return _model_card(model.name, int(model.modified_s))
     if model_id in services.engines.upstream_models():
         return _model_card(model_id, now_s())
+    preset = preset_for(services, model_id)
+    if preset is not None:
+        return _model_card(preset.name, int(preset.created_s))
     raise ModelNotFoundError(f"Model {model_id!r} is not installed. See GET /v1/models.")
 
 
@@ -105,6 +112,7 @@ async def _error_events(request: Request, exc: BaseException) -> AsyncIterator[b
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(body: ChatCompletionRequest, request: Request, services: ServicesDep) -> Any:
+    body = apply_openai(services, body)  # a preset's system, turns, parameters, knowledge base
     if (body.model and body.model.startswith("kb:")) or body.knowledge_base:
         from bendi.gateway.knowledge_api.chat import openai_kb_chat
 
@@ -182,6 +190,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
 
 @router.post("/completions", response_model=None)
 async def completions(body: CompletionRequest, request: Request, services: ServicesDep) -> Any:
+    body = apply_openai(services, body)  # a preset's parameters
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise UserInputError(
