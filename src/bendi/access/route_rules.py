@@ -52,6 +52,11 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/show"): "signed_in",
     ("POST", "/api/pull"): "admin",
     ("DELETE", "/api/delete"): "admin",
+    ("POST", "/api/create"): "admin",
+    # `bendi eval` reports: answers from any knowledge base, so administrators only
+    ("GET", "/api/evals"): "admin",
+    ("GET", "/api/evals/{report_id}"): "admin",
+    ("GET", "/api/evals/{report_id}/html"): "admin",  # presets are models: made and removed (/api/delete) by admins
     ("GET", "/v1/pulls"): "admin",
     ("POST", "/v1/pulls"): "admin",
     ("DELETE", "/v1/pulls/{model:path}"): "admin",

@@ -20,6 +20,8 @@ ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.openai_api.embeddings",
     "bendi.gateway.ollama_api.routes",
     "bendi.gateway.ollama_api.pull",
+    "bendi.gateway.ollama_api.create",
+    "bendi.gateway.evals_api",
     "bendi.gateway.conversations_api.routes",
     "bendi.gateway.hardware_api",
     "bendi.gateway.pulls_api",

@@ -6,6 +6,8 @@ import { t } from "./i18n.js";
 import { state, refreshModels, refreshVerdicts, on, verdictFor } from "./state.js";
 import { collapseRows } from "./hardware.js";
 import { isAdmin } from "./auth.js";
+import { presetsCard } from "./presets.js";
+import { evalsCard } from "./evals.js";
 
 let ui = null;
 let pollTimer = null;
@@ -30,7 +32,9 @@ export function mountModels(view) {
     !manage ? null : h("div", { class: "card" }, h("h2", { text: t("models.catalog") }), h("p", { class: "muted small", text: t("models.catalogHint") }),
       h("div", { class: "table-wrap" }, h("table", { class: "data" },
         h("thead", {}, h("tr", {}, ["models.name", "models.size", "models.fit", "models.speed", ""].map((k) => h("th", { text: k ? t(k) : "" })))),
-        ui.catalog)))));
+        ui.catalog))),
+    presetsCard(),
+    manage ? evalsCard() : null));
   on("models", renderInstalled);
   on("verdicts", () => { renderCatalog(); renderInstalled(); });
   refresh();
