@@ -7,7 +7,10 @@ changes affects both; the added latency is the median of per-pair differences. S
 conversations from several clients at once and counts what each replica got (/metrics). The kill
 test streams from several clients, SIGKILLs one replica, and counts failures of requests that
 started after the kill (target 0) and how the streams on it ended.
+TTFT pairs streamed chats the same way (time to the first content chunk). Load averages are printed:
+on a shared machine only the paired differences and ratios mean anything.
 Usage: python benchmarks/bench_replicas.py [--replicas 3] [--pairs 40] [--requests 60] [--clients 6]
+       [--overhead-only]
 """
 
 from __future__ import annotations
@@ -96,28 +99,65 @@ def rows(base: str, metric: str) -> dict[str, float]:
     return {url: float(value) for url, value in found}
 
 
+def first_token(http: httpx.Client, base: str, content: str) -> float:
+    """Seconds to the first content chunk of a streamed chat (what a user waits for)."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 8,
+            "temperature": 0, "stream": True}  # fmt: skip
+    started = time.perf_counter()
+    with http.stream("POST", base + "/v1/chat/completions", json=body, timeout=120) as response:
+        response.raise_for_status()
+        lines = response.iter_lines()
+        for line in lines:
+            if '"content":"' in line and '"content":""' not in line:
+                elapsed = time.perf_counter() - started
+                for _ in lines:  # read to the end: the connection is reused
+                    pass
+                return elapsed
+    raise RuntimeError("the stream had no content")
+
+
+def paired(direct: Server, front: Server, pairs: int, measure) -> tuple[list[float], list[float]]:  # type: ignore[no-untyped-def]
+    """`measure(base)` straight to the replica and through the router, alternating which goes first."""
+    direct_s, routed_s = [], []
+    for i in range(pairs):
+        first, second = (direct, front) if i % 2 == 0 else (front, direct)
+        a, b = measure(first.base), measure(second.base)
+        d, r = (a, b) if first is direct else (b, a)
+        direct_s.append(d)
+        routed_s.append(r)
+    return direct_s, routed_s
+
+
 def overhead(direct: Server, front: Server, pairs: int) -> None:
     with httpx.Client() as http:
         for _ in range(5):  # warm both paths (connections, the replica's prefix cache)
             ask(http, direct.base, "Say hi.", 1)
             ask(http, front.base, "Say hi.", 1)
-        direct_s, routed_s = [], []
         cpu = psutil.Process(front.proc.pid)
-        cpu_before = sum(cpu.cpu_times()[:2])
-        for i in range(pairs):
-            first, second = (direct, front) if i % 2 == 0 else (front, direct)
-            a, b = ask(http, first.base, "Say hi.", 1), ask(http, second.base, "Say hi.", 1)
-            d, r = (a, b) if first is direct else (b, a)
-            direct_s.append(d)
-            routed_s.append(r)
-    # The router's own CPU per routed request (user + system), which other processes cannot inflate.
-    router_cpu_ms = (sum(cpu.cpu_times()[:2]) - cpu_before) / pairs * 1000
+        user_before, system_before = cpu.cpu_times()[:2]
+        direct_s, routed_s = paired(direct, front, pairs, lambda base: ask(http, base, "Say hi.", 1))
+        # The router's own CPU per routed request (user + system), which other processes cannot inflate.
+        user_after, system_after = cpu.cpu_times()[:2]
+        user_ms, system_ms = (
+            (user_after - user_before) / pairs * 1000,
+            (system_after - system_before) / pairs * 1000,
+        )
+        router_cpu_ms = user_ms + system_ms
+        ttft_direct, ttft_routed = paired(
+            direct, front, pairs, lambda base: first_token(http, base, "Say hi.")
+        )
     added_ms = statistics.median(r - d for d, r in zip(direct_s, routed_s, strict=True)) * 1000
     d50, r50 = statistics.median(direct_s) * 1000, statistics.median(routed_s) * 1000
     print(f"{'request p50 (max_tokens 1), ms':<42}{d50:>12.2f}{r50:>12.2f}{r50 / d50:>10.3f}")
     print(f"{'router overhead p50 (paired), ms':<42}{'':>12}{added_ms:>12.2f}{'< 2 ms':>10}  "
           f"{'PASS' if added_ms < 2 else 'FAIL'}")  # fmt: skip
-    print(f"{'router CPU per request, ms':<42}{'':>12}{router_cpu_ms:>12.2f}")
+    print(f"{'router CPU per request, ms':<42}{'':>12}{router_cpu_ms:>12.2f}  "
+          f"(user {user_ms:.2f} + system {system_ms:.2f})")  # fmt: skip
+    t_added = statistics.median(r - d for d, r in zip(ttft_direct, ttft_routed, strict=True)) * 1000
+    t_d, t_r = statistics.median(ttft_direct) * 1000, statistics.median(ttft_routed) * 1000
+    print(f"{'TTFT p50, streamed, ms':<42}{t_d:>12.2f}{t_r:>12.2f}{t_r / t_d:>10.3f}")
+    print(f"{'TTFT added p50 (paired), ms':<42}{'':>12}{t_added:>12.2f}{'< 5 ms':>10}  "
+          f"{'PASS' if t_added < 5 else 'FAIL'}")  # fmt: skip
 
 
 def spread(direct: Server, front: Server, replicas: list[Server], requests: int, clients: int) -> None:
@@ -194,6 +234,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads per replica")
     parser.add_argument("--after-kill-s", type=float, default=8.0)
+    parser.add_argument("--overhead-only", action="store_true", help="skip the spread and kill parts")
     args = parser.parse_args()
     replicas = [replica(args.threads) for _ in range(args.replicas)]
     servers = list(replicas)
@@ -203,10 +244,13 @@ def main() -> int:
         single, spread_router = router(replicas[:1]), router(replicas)
         servers += [single.ready(), spread_router.ready()]
         print(f"{args.replicas} replicas of {MODEL}, {os.cpu_count()} CPUs (timings share the machine)")
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         print(f"{'':<42}{'direct':>12}{'router':>12}{'ratio':>10}")
         overhead(replicas[0], single, args.pairs)
-        spread(replicas[0], spread_router, replicas, args.requests, args.clients)
-        kill_under_load(spread_router, replicas[-1], args.clients, args.after_kill_s)
+        if not args.overhead_only:
+            spread(replicas[0], spread_router, replicas, args.requests, args.clients)
+            kill_under_load(spread_router, replicas[-1], args.clients, args.after_kill_s)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         for server in servers:
             server.stop()

@@ -15,6 +15,7 @@ from bendi.engines.messages import ChatMessage, RenderedPrompt
 from bendi.engines.protocol import Engine, EngineInfo
 from bendi.engines.remote import LOCAL, Discovered, UpstreamSpec, discover, headers
 from bendi.engines.replicas import Replica, ReplicaSet
+from bendi.engines.replicas_chat import encode_chat
 from bendi.engines.upstream import UpstreamEngine
 from bendi.store.gguf import read_gguf
 from bendi.store.resolve import LocalModel
@@ -48,7 +49,8 @@ async def build_replica_set(
 ) -> ReplicaSet:
     """The set for `model`. Replicas that cannot be reached now start out of service and join when
     a health check finds them up. The chat template is the same-named local model's when this bendi
-    has it (or runs it as a replica), else the first reachable upstream's (/props, /api/show)."""
+    has it (or runs it as a replica), else the first reachable upstream's (/props, /api/show); with
+    none (vLLM, SGLang), chats pass through to the replicas' /v1/chat/completions."""
     replicas: list[Replica] = []
     clients: list[httpx.AsyncClient] = []
     found: list[Discovered] = []
@@ -95,17 +97,13 @@ async def build_replica_set(
     elif template is not None:
         chosen = template
         holder["render"] = lambda messages, add: chosen.render(messages, add_generation_prompt=add)
+    elif found:
+        holder["render"] = encode_chat  # every replica renders the chat itself, with the same template
     else:
         for client in clients:
             await client.aclose()
         why = "; ".join(f"{r.label}: {r.last_error}" for r in replicas if r.last_error)
-        if not found:
-            raise OverloadedError(f"No replica of {model} can be reached ({why or 'none configured'}).", 5.0)
-        raise EngineError(
-            f"bendi cannot learn {model}'s chat template: no local model of that name, and its replicas "
-            "show none (llama-server /props, bendi /api/show). Install the model here too (bendi pull "
-            f"{model}); bendi renders chats itself so every replica sees the same prompt."
-        )
+        raise OverloadedError(f"No replica of {model} can be reached ({why or 'none configured'}).", 5.0)
     contexts = [got.context_tokens for got in found if got.context_tokens]
     context = min([*contexts, local.info.context_tokens] if local else contexts or [settings.context_tokens])
     info = EngineInfo(model, "replicas", context)

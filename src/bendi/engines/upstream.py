@@ -23,6 +23,8 @@ from bendi.engines.messages import (
     Usage,
 )
 from bendi.engines.protocol import EngineInfo
+from bendi.engines.replicas_chat import ChatDeltas, chat_body, decode_chat
+from bendi.engines.upstream_http import Response, UpstreamHttp, UpstreamHttpError
 
 ChatRenderer = Callable[[Sequence[ChatMessage], bool], RenderedPrompt]
 # "openai": only the standard fields. "vllm": also top_k, min_p, repetition_penalty, ignore_eos, and
@@ -81,9 +83,14 @@ def request_body(
 def refusal(status: int, detail: str, max_tokens: int | None) -> Exception:
     """The error for a non-200 answer: a context overflow, a refused request, or a failed engine."""
     try:
-        message = str(json.loads(detail).get("error", {}).get("message") or detail)
+        error = json.loads(detail).get("error", {})
+        message = str(error.get("message") or detail)
     except (ValueError, AttributeError):
-        message = detail
+        error, message = {}, detail
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        # llama-server says it in fields: {"n_prompt_tokens": ..., "n_ctx": ...}
+        n_ctx = int(error.get("n_ctx") or 0)
+        return ContextOverflowError(int(error.get("n_prompt_tokens") or n_ctx), n_ctx, max_tokens)
     context = _CONTEXT.search(message)
     if status == 400 and context:
         prompt = next((int(g) for m in [_PROMPT.search(message)] if m for g in m.groups() if g), 0)
@@ -104,8 +111,9 @@ def _usage(raw: dict[str, Any], fallback_prompt: int) -> Usage:
 
 class UpstreamEngine:
     """Text in, text out over /v1/completions, so chat rendering and reasoning splitting stay in bendi
-    (one dialect for every engine). Closing a generation closes the HTTP stream, which makes the
-    upstream server abort the request."""
+    (one dialect for every engine); a chat bendi cannot render goes to /v1/chat/completions instead
+    (replicas_chat). Closing a generation closes the HTTP stream, which makes the upstream server
+    abort the request."""
 
     def __init__(
         self,
@@ -124,11 +132,7 @@ class UpstreamEngine:
         self._served = served_model_name or info.model_name
         self._dialect: Dialect = dialect
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        timeout = httpx.Timeout(timeout_s, connect=10.0)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, limits=limits, trust_env=False
-        )
+        self._http = UpstreamHttp(self.base_url, headers, connect_timeout_s=10.0, read_timeout_s=timeout_s)
         self._sync = httpx.Client(base_url=self.base_url, headers=headers, timeout=10.0, trust_env=False)
 
     @property
@@ -142,7 +146,15 @@ class UpstreamEngine:
 
     def count_tokens(self, text: str, *, parse_special: bool = True) -> int:
         # vLLM/SGLang: {"model", "prompt"} -> {"count"}; llama-server: {"content"} -> {"tokens"}.
-        for body in ({"model": self._served, "prompt": text, "add_special_tokens": False}, {"content": text}):
+        bodies: list[dict[str, Any]] = [
+            {"model": self._served, "prompt": text, "add_special_tokens": False},
+            {"content": text},
+        ]
+        chat = decode_chat(text)
+        if chat is not None:  # a passed-through chat: vLLM/SGLang count its rendering themselves
+            bodies = [{"model": self._served, **chat}]
+            text = "".join(m["content"] for m in chat["messages"])
+        for body in bodies:
             try:
                 response = self._sync.post("/tokenize", json=body)
             except httpx.HTTPError:
@@ -158,45 +170,49 @@ class UpstreamEngine:
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         params = request.params
         body = request_body(self._served, request.prompt, params, self._info.context_tokens, self._dialect)
+        chat = decode_chat(request.prompt)
+        path, deltas = "/v1/completions", None
+        if chat is not None:
+            path, body, deltas = "/v1/chat/completions", chat_body(body, chat), ChatDeltas()
         started = time.monotonic()
         first_token_at: float | None = None
         finish: FinishReason = "stop"
         usage = Usage(0, 0)
         pieces = 0
+        response: Response | None = None
         try:
-            async with self._client.stream("POST", "/v1/completions", json=body) as response:
-                if response.status_code != 200:
-                    detail = (await response.aread()).decode("utf-8", "replace")[:2000]
-                    raise refusal(response.status_code, detail, params.max_tokens)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        # Read on to the end of the body (right after this line): a connection left
-                        # mid-body is closed instead of reused, which costs a connect per request.
-                        continue
-                    chunk = json.loads(payload)
-                    if chunk.get("usage"):
-                        usage = _usage(chunk["usage"], usage.prompt_tokens)
-                    if chunk.get("error"):
-                        raise EngineError(f"The engine failed during the answer: {chunk['error']}")
-                    for choice in chunk.get("choices") or []:
-                        text = choice.get("text") or ""
-                        if text:
-                            if first_token_at is None:
-                                first_token_at = time.monotonic()
-                            pieces += 1
-                            yield TextDelta(text)
-                        if choice.get("finish_reason") == "length":
-                            finish = "length"
-        except httpx.HTTPError as exc:
+            response = await self._http.request("POST", path, json.dumps(body).encode())
+            if response.status != 200:
+                detail = (await response.read()).decode("utf-8", "replace")[:2000]
+                raise refusal(response.status, detail, params.max_tokens)
+            # Read on past "[DONE]" to the end of the body (right after it): a connection left
+            # mid-body is closed instead of reused, which costs a connect per request.
+            async for line in response.lines():
+                if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
+                    continue
+                chunk = json.loads(line[5:])
+                if chunk.get("usage"):
+                    usage = _usage(chunk["usage"], usage.prompt_tokens)
+                if chunk.get("error"):
+                    raise EngineError(f"The engine failed during the answer: {chunk['error']}")
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("text") or "") if deltas is None else deltas.text(choice)
+                    if text:
+                        if first_token_at is None:
+                            first_token_at = time.monotonic()
+                        pieces += 1
+                        yield TextDelta(text)
+                    if choice.get("finish_reason") == "length":
+                        finish = "length"
+        except UpstreamHttpError as exc:
             where = "before answering" if first_token_at is None else "during the answer"
             raise UpstreamUnavailableError(
-                f"Lost the connection to the engine server at {self.base_url} {where}: "
-                f"{type(exc).__name__} {exc}".rstrip(),
+                f"Lost the connection to the engine server at {self.base_url} {where}: {exc}",
                 before_output=first_token_at is None,
             ) from exc
+        finally:
+            if response is not None:
+                await response.aclose()
         if usage.completion_tokens == 0:
             usage = Usage(usage.prompt_tokens, pieces, usage.cached_prompt_tokens)
         now = time.monotonic()
@@ -208,16 +224,21 @@ class UpstreamEngine:
         )
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        response = await self._client.post(
-            "/v1/embeddings", json={"model": self._served, "input": list(texts)}
-        )
-        if response.status_code != 200:
+        body = json.dumps({"model": self._served, "input": list(texts)}).encode()
+        try:
+            response = await self._http.request("POST", "/v1/embeddings", body)
+            raw = await response.read()
+        except UpstreamHttpError as exc:
+            raise UpstreamUnavailableError(
+                f"Lost the connection to the engine server at {self.base_url}: {exc}", before_output=True
+            ) from exc
+        if response.status != 200:
             raise EngineError(
-                f"The engine server refused embeddings ({response.status_code}): {response.text[:300]}"
+                f"The engine server refused embeddings ({response.status}): {raw[:300].decode('utf-8', 'replace')}"
             )
-        data = sorted(response.json()["data"], key=lambda item: item["index"])
+        data = sorted(json.loads(raw)["data"], key=lambda item: item["index"])
         return [list(map(float, item["embedding"])) for item in data]
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._http.close()
         self._sync.close()
