@@ -23,7 +23,8 @@ from bendi.knowledge.chunking import chunk_blocks, context_text, embedding_text
 from bendi.knowledge.index import SQLiteIndex
 from bendi.knowledge.library import KnowledgeBase
 from bendi.knowledge.ocr_setup import ocr_reader
-from bendi.knowledge.parsers import SUPPORTED_SUFFIXES, parse_document
+from bendi.knowledge.parse_worker import ParsePool, default_pool
+from bendi.knowledge.parsers import SUPPORTED_SUFFIXES
 from bendi.knowledge.records import DocStatus, ParsedDocument
 
 
@@ -91,13 +92,16 @@ def collect_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
 
 def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: str | None = None,
                 tags: Sequence[str] = (), doc_id: int | None = None, on_pages: PagesCallback | None = None,
-                lock: AbstractContextManager[object] | None = None) -> FileOutcome:  # fmt: skip
+                lock: AbstractContextManager[object] | None = None, parsers: ParsePool | None = None,
+                ) -> FileOutcome:  # fmt: skip
     """Index one file. Never raises for a bad document: the outcome (and the doc row) says why.
 
     While OCR reads a scan, the row's message says "OCR: page N of M" (the UI and the API show it
     under the file); pages OCR could not read are named in the message of the indexed row.
     `lock` (the base's write lock, when the caller does not hold it already) is taken after parsing:
-    OCR of a 300-page scan then holds no lock while other uploads to the same base are indexed."""
+    OCR of a 300-page scan then holds no lock while other uploads to the same base are indexed.
+    Parsing (and OCR) runs in a worker process of `parsers` (default: the process-wide pool), so a
+    hostile file that hangs, crashes or blows up its memory fails alone, with the reason."""
     key = source_key or "path:" + str(path.resolve())
     index = kb.index
     try:
@@ -115,7 +119,7 @@ def ingest_file(kb: KnowledgeBase, path: Path, file_label: str, *, source_key: s
         index.set_status(doc_id, "processing")
     try:
         reader, why_not = ocr_reader(_ocr_progress(index, doc_id, on_pages))
-        parsed = parse_document(path, reader)
+        parsed = (parsers or default_pool()).parse(path, reader)
     except BendiError as exc:
         return _failed(index, doc_id, path, file_label, exc.message.replace(path.name, Path(file_label).name))
     except Exception as exc:  # a bug or resource error must not leave the row stuck in 'processing'
@@ -194,7 +198,8 @@ def _empty(kb: KnowledgeBase) -> np.ndarray:
 
 
 def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | Path], *, tags: Sequence[str] = (),
-                 progress: ProgressCallback | None = None) -> list[FileOutcome]:  # fmt: skip
+                 progress: ProgressCallback | None = None, parsers: ParsePool | None = None,
+                 ) -> list[FileOutcome]:  # fmt: skip
     files = collect_files(paths)
     started = time.monotonic()
     outcomes: list[FileOutcome] = []
@@ -205,7 +210,7 @@ def ingest_paths(kb: KnowledgeBase, paths: Iterable[str | Path], *, tags: Sequen
                 progress(IngestProgress(number, len(files), pages, chunks, time.monotonic() - started, label))
             on_pages = _pages_progress(progress, IngestProgress(number, len(files), pages, chunks, 0.0, label),
                                        started) if progress else None  # fmt: skip
-            outcome = ingest_file(kb, path, label, tags=tags, on_pages=on_pages)
+            outcome = ingest_file(kb, path, label, tags=tags, on_pages=on_pages, parsers=parsers)
             outcomes.append(outcome)
             if outcome.status == "indexed":
                 pages += max(outcome.pages, 1)

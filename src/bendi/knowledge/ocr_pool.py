@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bendi.core.errors import BendiError
@@ -27,6 +30,22 @@ _ENGINES_LOCK = threading.Lock()
 _PAGE_SLOTS = threading.BoundedSemaphore(1)
 
 
+@contextlib.contextmanager
+def page_slot(lock_file: Path | None) -> Iterator[None]:
+    """One page at a time in this process, and across parse worker processes when they share a
+    lock file: flock is released by the kernel when a worker is killed mid-page, a semaphore is not."""
+    with _PAGE_SLOTS:
+        if lock_file is None:
+            yield
+            return
+        with open(lock_file, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def shared_engine(threads: int) -> OcrEngine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(threads)
@@ -43,6 +62,7 @@ class OcrReader:
     on_page: PageCallback | None = None
     failures: list[str] = field(default_factory=list)
     pages_read: int = 0
+    page_lock: Path | None = None  # shared by the parse workers (parse_worker.py)
 
     def read_pages(self, pages: Sequence[tuple[int, PageLoader]]) -> dict[int, list[str]]:
         """Paragraphs per page number; a page that cannot be loaded or read is skipped and reported."""
@@ -53,7 +73,7 @@ class OcrReader:
                 self.on_page(done, len(pages))
             try:
                 image = load()
-                with _PAGE_SLOTS:
+                with page_slot(self.page_lock):
                     lines = engine.read(image)
                 out[number] = lines_to_paragraphs(lines)
                 self.pages_read += 1
@@ -73,7 +93,7 @@ class OcrReader:
     def read_image(self, image: Image) -> list[str]:
         """Paragraphs of one embedded picture (e.g. in a DOCX); no page bookkeeping."""
         engine = shared_engine(self.threads)
-        with _PAGE_SLOTS:
+        with page_slot(self.page_lock):
             return lines_to_paragraphs(engine.read(image))
 
     def warnings(self) -> tuple[str, ...]:

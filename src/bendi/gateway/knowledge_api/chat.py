@@ -11,13 +11,14 @@ from typing import Any
 from fastapi import Request
 
 from bendi.core.errors import UserInputError
-from bendi.engines.messages import ChatMessage, Finished, SamplingParams, TextDelta
+from bendi.engines.messages import ChatMessage, Finished, SamplingParams, TextDelta, Usage
 from bendi.engines.protocol import Engine
 from bendi.engines.reasoning import ReasoningSplitter
 from bendi.gateway.audit_hooks import note
 from bendi.gateway.dependencies import readable_kbs
 from bendi.gateway.errors import error_payload
 from bendi.gateway.generation import Session, error_text, open_session, requested_model
+from bendi.gateway.openai_api.protocol import usage_payload
 from bendi.gateway.streaming import DONE, GuardedStreamingResponse, ndjson, run_until_disconnect, sse
 from bendi.knowledge.answer import GroundedPrompt, ground, refusal_text
 from bendi.services import Services
@@ -55,10 +56,18 @@ class GroundedTurn:
             yield piece.channel, piece.text
         yield "done", ""
 
-    def usage(self) -> dict[str, int]:
-        finished = self.session.finished if self.session else None
-        p, c = (finished.usage.prompt_tokens, finished.usage.completion_tokens) if finished else (0, 0)
-        return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    @property
+    def finished(self) -> Finished | None:
+        return self.session.finished if self.session else None
+
+    def usage(self) -> dict[str, Any]:
+        """OpenAI's usage object, exactly as plain models report it; a refusal called no model: zeros."""
+        used = self.finished.usage if self.finished else Usage(0, 0)
+        return usage_payload(used.prompt_tokens, used.completion_tokens, used.cached_prompt_tokens)
+
+    @property
+    def finish_reason(self) -> str:
+        return "length" if self.finished and self.finished.finish_reason == "length" else "stop"
 
     async def close(self) -> None:
         if self.session is not None:
@@ -171,6 +180,7 @@ async def openai_kb_chat(body: Any, request: Request, services: Services) -> Any
     field = services.settings.reasoning_field
     completion_id, created = new_id("chatcmpl"), now_s()
     if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         async def events() -> AsyncIterator[bytes]:
             first = chunk("chat.completion.chunk", completion_id, turn.model, created,
@@ -180,8 +190,11 @@ async def openai_kb_chat(body: Any, request: Request, services: Services) -> Any
                 async for channel, text in turn.pieces():
                     if channel == "done":
                         delta: dict[str, Any] = {}
-                        finish = [{"index": 0, "delta": delta, "finish_reason": "stop"}]
+                        finish = [{"index": 0, "delta": delta, "finish_reason": turn.finish_reason}]
                         yield sse(chunk("chat.completion.chunk", completion_id, turn.model, created, finish))
+                        if include_usage:  # the last chunk, no choices, as for every other model
+                            yield sse(chunk("chat.completion.chunk", completion_id, turn.model, created, [],
+                                            turn.usage()))  # fmt: skip
                     else:
                         key = field if channel == "reasoning" else "content"
                         piece = [{"index": 0, "delta": {key: text}, "finish_reason": None}]
@@ -193,21 +206,19 @@ async def openai_kb_chat(body: Any, request: Request, services: Services) -> Any
 
         return _stream(turn, services, events(), "text/event-stream")
     parts = await _collect(request, turn)
-    usage = turn.usage()
-    usage["prompt_tokens_details"] = {"cached_tokens": 0}  # type: ignore[assignment]
     message = {
         "role": "assistant",
         "content": parts["content"].strip(),
         field: parts["reasoning"].strip() or None,
     }
     return {"id": completion_id, "object": "chat.completion", "created": created, "model": turn.model,
-            "system_fingerprint": "bendi", "usage": usage, "citations": turn.citations,
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}]}  # fmt: skip
+            "system_fingerprint": "bendi", "usage": turn.usage(), "citations": turn.citations,
+            "choices": [{"index": 0, "message": message, "finish_reason": turn.finish_reason, "logprobs": None}]}  # fmt: skip
 
 
 # --- Ollama: POST /api/chat with model "kb:NAME" ----------------------------------------------
 async def ollama_kb_chat(body: Any, request: Request, services: Services) -> Any:
-    from bendi.gateway.ollama_api.translate import timestamp, to_messages, to_sampling
+    from bendi.gateway.ollama_api.translate import final_stats, timestamp, to_messages, to_sampling
 
     started = time.monotonic()
     kb_name, model = kb_and_model(body.model, getattr(body, "knowledge_base", None))
@@ -217,15 +228,15 @@ async def ollama_kb_chat(body: Any, request: Request, services: Services) -> Any
     model_name = body.model
 
     def final(content: str = "", thinking: str = "") -> dict[str, Any]:
-        finished: Finished | None = turn.session.finished if turn.session else None
-        usage = finished.usage if finished else None
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if thinking:
             message["thinking"] = thinking
-        return {"model": model_name, "created_at": timestamp(), "message": message, "done": True,
-                "done_reason": "stop", "total_duration": int((time.monotonic() - started) * 1e9),
-                "prompt_eval_count": usage.prompt_tokens if usage else 0,
-                "eval_count": usage.completion_tokens if usage else 0, "citations": turn.citations}  # fmt: skip
+        # Ollama's counters and durations as plain models give them; retrieval and queueing before
+        # the generation count as load time, so total_duration is the whole wait the caller saw.
+        finished = turn.finished or Finished("stop", Usage(0, 0))
+        before_s = max(0.0, time.monotonic() - started - finished.total_time_s)
+        return {"model": model_name, "created_at": timestamp(), "message": message,
+                **final_stats(finished, before_s), "citations": turn.citations}  # fmt: skip
 
     if body.stream:
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bendi.core.errors import DocumentError
+from bendi.knowledge.parsers.archive import check_office_archive
 from bendi.knowledge.parsers.images import is_image
 from bendi.knowledge.records import ParsedDocument
 
@@ -32,11 +32,7 @@ def sniff_format(path: Path) -> str:
     if is_image(head):
         return "image"
     if head.startswith(b"PK\x03\x04"):
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = set(archive.namelist())
-        except zipfile.BadZipFile as exc:
-            raise DocumentError(f"{path.name} looks like a ZIP/Office file but is damaged: {exc}.") from exc
+        names = check_office_archive(path)  # bombs, lying sizes and DTDs are refused here
         if "word/document.xml" in names:
             return "docx"
         if "xl/workbook.xml" in names:
@@ -104,9 +100,17 @@ def parse_document(path: Path, ocr: OcrReader | None = None) -> ParsedDocument:
         ) from exc
 
 
-def is_probably_scan(path: Path, pages_checked: int = 3) -> bool:
+def is_probably_scan(path: Path) -> bool:
     """Whether a file will go through OCR (an image, or a PDF whose first pages have no text layer):
-    a cheap look that lets a server queue long OCR jobs apart from quick documents."""
+    a cheap look that lets a server queue long OCR jobs apart from quick documents. It opens the
+    file with pypdf, so it runs in a parse worker like any other parsing (checklist R18)."""
+    from bendi.knowledge.parse_worker import default_pool
+
+    return default_pool().looks_scanned(path)
+
+
+def looks_scanned(path: Path, pages_checked: int = 3) -> bool:
+    """is_probably_scan's look itself; called inside a parse worker."""
     try:
         kind = sniff_format(path)
         if kind == "image":
