@@ -96,7 +96,9 @@ def test_run_uses_the_presets_defaults(settings: Settings, tmp_path: Path, capsy
         temperature=None, seed=None, max_tokens=None, system=None))  # fmt: skip
     assert (params.temperature, system, turns) == (0.6, None, [])  # a plain model: as before
 
-    code, out, _ = _run(capsys, "run", "safety", "--prompt", "Is a helmet PPE?", "--hide-thinking")
+    # Greedy and long enough to say something: the preset's own 3 tokens at temperature 0.1 may all be blank.
+    code, out, _ = _run(capsys, "run", "safety", "--prompt", "Is a helmet PPE?", "--hide-thinking",
+                        "--temperature", "0", "--max-tokens", "16")  # fmt: skip
     assert code == 0 and out.strip()  # the preset loads its base and answers
 
 
