@@ -16,21 +16,9 @@ LLAMA_CPP_PYTHON=0.3.36     # the same release scripts/install_llama_cpp.sh buil
 KEY="torch==$TORCH transformers peft accelerate gguf numpy safetensors sentencepiece; llama.cpp converter from llama-cpp-python==$LLAMA_CPP_PYTHON"
 TARGET=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/bendi/envs/tune-$(echo "$KEY" | sha256sum | cut -c1-8)}
 PY=${PYTHON:-python3}
-MARKER=$TARGET/.bendi-installed
-
-if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$KEY" ] && "$TARGET/bin/python" -c '' 2>/dev/null; then
-  echo "$TARGET/bin/python"
-  exit 0
-fi
-echo "Installing bendi's tuning environment into $TARGET (a few minutes, once)." >&2
-rm -rf "$TARGET"
-mkdir -p "$(dirname "$TARGET")"
-"$PY" -m venv "$TARGET"
-VPY=$TARGET/bin/python
-pip_quietly() { # pip's warnings about index folders this machine does not have are noise here
-  "$VPY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
-}
-pip_quietly install -q --upgrade pip
+WHAT="bendi's tuning environment (a few minutes)"
+# shellcheck source=scripts/cached_venv.sh
+. "$(dirname "$0")/cached_venv.sh"
 # PyPI has no +cpu builds: without a find-links holding one, take CPU torch from PyTorch's own index.
 if ! pip_quietly install -q "torch==$TORCH"; then
   pip_quietly install -q "torch==${TORCH%+cpu}" --index-url https://download.pytorch.org/whl/cpu

