@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import httpx
 
 from bendi.core.paths import DataPaths
 from bendi.knowledge.embedding import make_embedder
@@ -32,3 +35,25 @@ def knowledge_for(home: Path) -> KnowledgeBases:
 
 # `bendi serve` with a knowledge-area BENDI_HOME: KbServer(home, port, env).
 KbServer = ServerProcess
+
+
+def serve_mining_law(home: Path, mining_dir: Path, env: dict[str, str]) -> KbServer:
+    """`bendi serve` with the base `mining` holding one law (矿山安全法), indexed over HTTP."""
+    proc = KbServer(home, free_port(), env)
+    try:
+        proc.wait_ready(timeout_s=90)
+        with httpx.Client(base_url=proc.base_url, timeout=280) as client:
+            assert client.post("/v1/knowledge-bases", json={"name": "mining"}).status_code == 201
+            law = mining_dir / MINING_SUBSET[0]
+            files = [("files", (law.name, law.read_bytes(), "text/markdown"))]
+            assert client.post("/v1/knowledge-bases/mining/documents", files=files).status_code == 202
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                docs = client.get("/v1/knowledge-bases/mining/documents").json()["data"]
+                if docs and all(d["status"] == "indexed" for d in docs):
+                    return proc
+                time.sleep(0.5)
+            raise AssertionError(f"ingestion did not finish: {docs}")
+    except BaseException:
+        proc.stop()
+        raise

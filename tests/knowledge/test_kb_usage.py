@@ -4,14 +4,12 @@ eval counts, through the official clients against a real `bendi serve`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from kb_testing import MINING_SUBSET, KbServer, free_port, make_home
+from kb_testing import KbServer, make_home, serve_mining_law
 
 QUESTION = "矿山建设工程的安全设施必须和主体工程同时设计吗？"
 MAX_TOKENS = 12
@@ -22,25 +20,9 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path
 ) -> Iterator[KbServer]:
     home = make_home(tmp_path_factory.mktemp("kb-usage") / "home", kb_cache_dir)
-    proc = KbServer(home, free_port(), {"BENDI_CONTEXT_TOKENS": "2048"})
-    try:
-        proc.wait_ready(timeout_s=90)
-        with httpx.Client(base_url=proc.base_url, timeout=280) as client:
-            assert client.post("/v1/knowledge-bases", json={"name": "mining"}).status_code == 201
-            law = mining_dir / MINING_SUBSET[0]
-            files = [("files", (law.name, law.read_bytes(), "text/markdown"))]
-            assert client.post("/v1/knowledge-bases/mining/documents", files=files).status_code == 202
-            deadline = time.monotonic() + 150
-            while time.monotonic() < deadline:
-                docs = client.get("/v1/knowledge-bases/mining/documents").json()["data"]
-                if docs and all(d["status"] == "indexed" for d in docs):
-                    break
-                time.sleep(0.5)
-            else:
-                raise AssertionError(f"ingestion did not finish: {docs}")
-        yield proc
-    finally:
-        proc.stop()
+    proc = serve_mining_law(home, mining_dir, {"BENDI_CONTEXT_TOKENS": "2048"})
+    yield proc
+    proc.stop()
 
 
 def _request(**extra: Any) -> dict[str, Any]:

@@ -55,6 +55,7 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/api/create"): "admin",
     # `bendi eval` reports: answers from any knowledge base, so administrators only
     ("GET", "/api/evals"): "admin",
+    ("POST", "/api/evals"): "admin",
     ("GET", "/api/evals/{report_id}"): "admin",
     ("GET", "/api/evals/{report_id}/html"): "admin",  # presets are models: made and removed (/api/delete) by admins
     ("GET", "/v1/pulls"): "admin",

@@ -194,6 +194,13 @@ class AdapterError(InvalidModelFileError):
     code = "invalid_adapter"
 
 
+class EvalBusyError(UserInputError):
+    """An evaluation started over HTTP is still running; one runs at a time (HTTP 409)."""
+
+    http_status = 409
+    code = "eval_running"
+
+
 class EvalSuiteError(UserInputError):
     """An evaluation suite (JSONL) that cannot be used; the message names the line."""
 

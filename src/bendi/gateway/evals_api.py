@@ -1,22 +1,65 @@
-"""Evaluation reports that `bendi eval` saved: GET /api/evals (newest first, headline metrics),
-/api/evals/{id} (the whole report) and /api/evals/{id}/html (the self-contained HTML report).
-Administrators only (route_rules.py): a report holds answers drawn from any knowledge base."""
+"""Evaluations: POST /api/evals starts one on this server's models (a question suite given inline,
+or the shipped demo suite), GET /api/evals lists the reports `bendi eval` and this API saved (newest
+first, headline metrics), /api/evals/{id} is one report (its status and progress while it runs) and
+/api/evals/{id}/html the self-contained HTML report. Administrators only (route_rules.py): a report
+holds answers drawn from any knowledge base, and a run occupies the engines."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from bendi.access.scope import KbScope
+from bendi.core.errors import UserInputError
+from bendi.evals.demo_suite import DEMO_SUITE, DEMO_SUITE_NAME
+from bendi.evals.jobs import EvalJobs
 from bendi.evals.report_html import CSP, render_html
+from bendi.evals.runner import EvalOptions
 from bendi.evals.storage import list_reports, load_report
-from bendi.gateway.dependencies import get_services
+from bendi.evals.suite import MAX_QUESTIONS, Suite, load_suite, parse_suite
+from bendi.gateway.dependencies import get_services, readable_kbs
 from bendi.services import Services
 
 router = APIRouter(prefix="/api/evals", tags=["evals"])
 ServicesDep = Annotated[Services, Depends(get_services)]
+ScopeDep = Annotated[KbScope, Depends(readable_kbs)]
+
+
+class EvalRequest(BaseModel):
+    # "demo", or the questions themselves in the suite format (docs/eval.md); never a server path.
+    suite: str | list[dict[str, Any]]
+    name: str = Field(default="api", max_length=100)
+    models: list[str] = Field(min_length=1)
+    knowledge_base: str | None = None
+    judge: str | None = None
+    temperature: float = 0.0
+    max_tokens: int = 512
+
+
+def _suite(body: EvalRequest) -> Suite:
+    if isinstance(body.suite, list):
+        lines = [json.dumps(q, ensure_ascii=False) for q in body.suite[: MAX_QUESTIONS + 1]]
+        return parse_suite(lines, body.name)
+    if body.suite != DEMO_SUITE_NAME:
+        raise UserInputError(
+            f'"suite" is "{DEMO_SUITE_NAME}" or a list of questions, not {body.suite[:60]!r}.'
+        )
+    return load_suite(DEMO_SUITE)
+
+
+@router.post("", status_code=202)
+async def start(body: EvalRequest, request: Request, services: ServicesDep, scope: ScopeDep) -> JSONResponse:
+    jobs: EvalJobs = getattr(request.app.state, "eval_jobs", None) or EvalJobs()
+    request.app.state.eval_jobs = jobs
+    options = EvalOptions(models=tuple(body.models), knowledge_base=body.knowledge_base, judge=body.judge,
+                          temperature=body.temperature, max_tokens=body.max_tokens)  # fmt: skip
+    report = jobs.start(services, await run_in_threadpool(_suite, body), options, scope)
+    return JSONResponse(report, status_code=202, headers={"Location": f"/api/evals/{report['id']}"})
 
 
 @router.get("")

@@ -38,7 +38,7 @@ function reportTable(report) {
       ...COLUMNS.map(([, cell]) => h("td", { text: cell(m) })));
   });
   return h("div", { class: "eval-report", dataset: { id: report.id } },
-    h("div", { class: "row" }, h("b", { text: `${report.suite ?? ""} · ${when}` }),
+    h("div", { class: "row" }, h("b", { text: [report.suite, when, report.status === "done" ? null : report.status].filter(Boolean).join(" · ") }),
       h("button", { type: "button", class: "eval-html", icon: "book", onclick: () => downloadHtml(report.id) }, ` ${t("evals.html")}`)),
     h("div", { class: "table-wrap" }, h("table", { class: "data" },
       h("thead", {}, h("tr", {}, h("th", { text: t("models.name") }), ...COLUMNS.map(([key]) => h("th", { text: t(key) })))),
