@@ -56,6 +56,11 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     # `bendi eval` reports: answers from any knowledge base, so administrators only
     ("GET", "/api/evals"): "admin",
     ("POST", "/api/evals"): "admin",
+    # LoRA tuning runs: they take the machine for minutes to hours
+    ("POST", "/api/tune"): "admin",
+    ("GET", "/api/tune"): "admin",
+    ("GET", "/api/tune/{job_id}"): "admin",
+    ("DELETE", "/api/tune/{job_id}"): "admin",
     ("GET", "/api/evals/{report_id}"): "admin",
     ("GET", "/api/evals/{report_id}/html"): "admin",  # presets are models: made and removed (/api/delete) by admins
     ("GET", "/v1/pulls"): "admin",

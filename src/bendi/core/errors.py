@@ -194,11 +194,11 @@ class AdapterError(InvalidModelFileError):
     code = "invalid_adapter"
 
 
-class EvalBusyError(UserInputError):
-    """An evaluation started over HTTP is still running; one runs at a time (HTTP 409)."""
+class RunInProgressError(UserInputError):
+    """An evaluation or tuning run started over HTTP is still running; one runs at a time (HTTP 409)."""
 
     http_status = 409
-    code = "eval_running"
+    code = "run_in_progress"
 
 
 class EvalSuiteError(UserInputError):

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from bendi.access.scope import KbScope
-from bendi.core.errors import BendiError, EvalBusyError
+from bendi.core.errors import BendiError, RunInProgressError
 from bendi.evals.runner import EvalOptions, check_targets, run_eval
 from bendi.evals.storage import new_report_id, save_report
 from bendi.evals.suite import Suite
@@ -29,7 +29,7 @@ class EvalJobs:
         """Check everything a run needs now (a bad model name is the caller's error, not a failed
         report), save the report as running, and answer while it runs."""
         if self._task is not None and not self._task.done():
-            raise EvalBusyError(f"The evaluation {self._running} is still running; one runs at a time. "
+            raise RunInProgressError(f"The evaluation {self._running} is still running; one runs at a time. "
                                 f"Follow it at GET /api/evals/{self._running}.")  # fmt: skip
         options.validate()
         check_targets(services, [make_target(services, m, options.knowledge_base) for m in options.models],

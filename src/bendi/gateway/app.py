@@ -22,6 +22,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.ollama_api.pull",
     "bendi.gateway.ollama_api.create",
     "bendi.gateway.evals_api",
+    "bendi.gateway.tune_api",
     "bendi.gateway.conversations_api.routes",
     "bendi.gateway.hardware_api",
     "bendi.gateway.pulls_api",

@@ -74,11 +74,35 @@ class TuneOptions:
     seed: int = 0
 
 
+class TuneControl:
+    """Stops a run from another thread (DELETE /api/tune/ID): the trainer gets SIGINT, finishes its
+    step, checkpoints and exits, exactly as after Ctrl-C in a terminal."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.stop_requested = False
+
+    def attach(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        if self.stop_requested:
+            self.stop()
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+
+
 @dataclass(frozen=True)
 class TuneResult:
     preset: str
     adapter: Path
     metrics: dict[str, Any]
+
+
+def preset_for(paths: DataPaths, options: TuneOptions) -> str:
+    """The preset a run registers: BASE+NAME, with the base's canonical name."""
+    return canonical_name(f"{_base(paths, options).name}+{options.name}")
 
 
 def run_dir_for(paths: DataPaths, preset: str) -> Path:
@@ -92,7 +116,7 @@ def _hf_cache(paths: DataPaths, gguf: Path) -> Path:
     return paths.home / "tune" / "hf" / key
 
 
-def _check_options(options: TuneOptions) -> None:
+def check_options(options: TuneOptions) -> None:
     if not NAME.match(options.name):
         raise UserInputError(
             f"--name {options.name!r}: use up to 64 letters, digits, '.', '_' or '-' (the preset is BASE+NAME)."
@@ -104,6 +128,13 @@ def _check_options(options: TuneOptions) -> None:
             raise UserInputError(f"{flag} must be at least {low} (got {value}).")
     if not 0 < options.learning_rate < 1:
         raise UserInputError(f"--lr must be between 0 and 1 (got {options.learning_rate}).")
+
+
+def check_resumable(run_dir: Path) -> None:
+    if not (run_dir / "checkpoint" / "state.json").is_file() or not (run_dir / "config.json").is_file():
+        raise UserInputError(
+            f"There is no interrupted run of {run_dir.name} to resume; start it without --resume."
+        )
 
 
 def _base(paths: DataPaths, options: TuneOptions) -> LocalModel:
@@ -138,11 +169,8 @@ def _prepare(paths: DataPaths, options: TuneOptions, model: LocalModel, run_dir:
     hf_dir = model.path if model.format == "hf" else _hf_cache(paths, model.path)
     config = _config(options, run_dir, model, hf_dir, data_sha)
     if options.resume:
+        check_resumable(run_dir)
         previous = run_dir / "config.json"
-        if not (run_dir / "checkpoint" / "state.json").is_file() or not previous.is_file():
-            raise UserInputError(
-                f"There is no interrupted run of {run_dir.name} to resume; start it without --resume."
-            )
         if json.loads(previous.read_text(encoding="utf-8")).get("data_sha256") != data_sha:
             raise UserInputError(
                 "--resume needs the same --data and --eval files as the interrupted run; these differ. "
@@ -170,15 +198,19 @@ def _prepare(paths: DataPaths, options: TuneOptions, model: LocalModel, run_dir:
             "eval_sha256": held_out.sha256 if held_out else None}  # fmt: skip
 
 
-def _train(env: TuneEnvironment, run_dir: Path, on_event: Callable[[Event], None]) -> list[Event]:
+def _train(
+    env: TuneEnvironment, run_dir: Path, on_event: Callable[[Event], None], control: TuneControl
+) -> list[Event]:
     """Run the trainer, handing each progress event on; Ctrl-C lets it checkpoint, then stops."""
     events: list[Event] = []
     log = (run_dir / "train.log").open("ab")
     # The trainer shares the terminal's process group, so Ctrl-C reaches it too.
     proc = subprocess.Popen(
         [str(env.python), str(env.trainer), str(run_dir / "config.json")],
-        stdout=subprocess.PIPE, stderr=log, env={**_child_env(), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=log,
+        env={**_child_env(), "PYTHONUNBUFFERED": "1", "BENDI_PARENT_PID": str(os.getpid())},
     )  # fmt: skip
+    control.attach(proc)
     assert proc.stdout is not None
     interrupted = False
     try:
@@ -206,7 +238,7 @@ def _train(env: TuneEnvironment, run_dir: Path, on_event: Callable[[Event], None
                 proc.wait()
         log.close()
     last = events[-1] if events else {}
-    if proc.returncode == 130 or interrupted:
+    if proc.returncode == 130 or interrupted or control.stop_requested:
         step, total = int(last.get("step", 0)), int(last.get("total", 0))
         raise TuneInterrupted(f"Stopped at step {step} of {total}; the checkpoint is saved.", step, total)
     if proc.returncode != 0:
@@ -245,13 +277,14 @@ def run_tune(
     paths: DataPaths,
     options: TuneOptions,
     on_event: Callable[[Event], None] = lambda e: None,
+    control: TuneControl | None = None,
 ) -> TuneResult:
     import psutil
 
-    _check_options(options)
+    check_options(options)
     env = find_environment()
     model = _base(paths, options)
-    preset_name = canonical_name(f"{model.name}+{options.name}")
+    preset_name = preset_for(paths, options)
     run_dir = run_dir_for(paths, preset_name)
     needed = estimate(model_shape(model), rank=options.rank, batch_size=options.batch_size,
                       max_length=options.max_length)  # fmt: skip
@@ -268,7 +301,7 @@ def run_tune(
         }
     )
     started = time.time()
-    events = _train(env, run_dir, on_event)
+    events = _train(env, run_dir, on_event, control or TuneControl())
     on_event({"event": "status", "message": "converting the adapter to GGUF"})
     adapter = _convert(env, run_dir, Path(config["hf_dir"]))
     ref = AdapterRef(adapter, 1.0)

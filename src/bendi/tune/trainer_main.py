@@ -12,6 +12,8 @@ a plain loop does all three in a page and costs nothing in speed (benchmarks/ben
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import json
 import math
 import os
@@ -139,12 +141,16 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * max(0.0, (total - step) / max(1, total - warmup))
 
 
-def eval_loss(model: Any, examples: list[Any], batch_size: int, pad_id: int) -> float:
+def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+def eval_loss(model: Any, examples: list[Any], batch_size: int, pad_id: int, device: torch.device) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(examples), batch_size):
-            batch = collate(examples[start : start + batch_size], pad_id)
+            batch = on_device(collate(examples[start : start + batch_size], pad_id), device)
             n = int((batch["labels"][:, 1:] != IGNORE).sum())
             total += float(model(**batch).loss) * n
             count += n
@@ -186,9 +192,21 @@ def restore(model: Any, optimizer: Any, run_dir: Path) -> tuple[int, dict[str, A
     from safetensors.torch import load_file  # comes with transformers
 
     set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu"))
     state = json.loads((ckpt / "state.json").read_text())
     return int(state["step"]), state["history"]
+
+
+def die_with_parent() -> None:
+    """bendi (the CLI, or the server's job thread) going away must not leave a trainer running: Linux
+    sends SIGTERM when it exits, which checkpoints and stops like Ctrl-C. Set here, in the trainer
+    itself, not between fork and exec in a threaded server."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    parent = os.environ.get("BENDI_PARENT_PID")
+    if parent and os.getppid() != int(parent):  # it went away before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class StopFlag:
@@ -209,6 +227,7 @@ def train(cfg: dict[str, Any]) -> int:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     flag = StopFlag()
+    die_with_parent()
     base, tokenizer = load_base(cfg)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     train_set = load_examples(run_dir / "train.jsonl", tokenizer, cfg["max_length"])
@@ -219,7 +238,11 @@ def train(cfg: dict[str, Any]) -> int:
         return 2
     per_epoch = math.ceil(len(train_set) / cfg["batch_size"])
     total = cfg["max_steps"] or per_epoch * cfg["epochs"]
-    model = build_model(cfg, base)
+    # A CUDA GPU when the venv's torch has one (a CUDA build of torch), else the CPU.
+    device = torch.device(
+        "cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu"
+    )
+    model = build_model(cfg, base).to(device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.0)
@@ -227,10 +250,10 @@ def train(cfg: dict[str, Any]) -> int:
         restore(model, optimizer, run_dir) if cfg["resume"] else (0, {"loss": [], "eval_loss": []})
     )
     trainable = sum(p.numel() for p in params)
-    emit("start", step=step, total=total, examples=len(train_set), eval_examples=len(eval_set),
+    emit("start", step=step, total=total, device=device.type, examples=len(train_set), eval_examples=len(eval_set),
          trainable_params=trainable, resumed=step > 0)  # fmt: skip
     if eval_set and step == 0:
-        loss = eval_loss(model, eval_set, cfg["batch_size"], pad_id)
+        loss = eval_loss(model, eval_set, cfg["batch_size"], pad_id, device)
         history["eval_loss"].append([0, loss])
         emit("eval", step=0, total=total, eval_loss=loss)
     warmup = max(1, int(total * cfg["warmup_ratio"]))
@@ -238,7 +261,7 @@ def train(cfg: dict[str, Any]) -> int:
     tokens_done = 0
     steps_done = 0
     while step < total:
-        batch = collate(batch_at(train_set, step, cfg["batch_size"], cfg["seed"]), pad_id)
+        batch = on_device(collate(batch_at(train_set, step, cfg["batch_size"], cfg["seed"]), pad_id), device)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, total, cfg["lr"], warmup)
         loss = model(**batch).loss
@@ -254,7 +277,7 @@ def train(cfg: dict[str, Any]) -> int:
         emit("step", step=step, total=total, loss=float(loss.detach()), tokens_per_s=tokens_done / elapsed,
              eta_s=elapsed / steps_done * (total - step), lr=optimizer.param_groups[0]["lr"])  # fmt: skip
         if eval_set and (step % cfg["eval_every"] == 0 or step == total):
-            loss_value = eval_loss(model, eval_set, cfg["batch_size"], pad_id)
+            loss_value = eval_loss(model, eval_set, cfg["batch_size"], pad_id, device)
             history["eval_loss"].append([step, loss_value])
             emit("eval", step=step, total=total, eval_loss=loss_value)
         if flag.stop or step % cfg["checkpoint_every"] == 0 or step == total:
