@@ -45,6 +45,47 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="print the run's metrics as JSON on stdout")
     parser.set_defaults(func=handle)
 
+    data = subparsers.add_parser(
+        "tune-data",
+        help="write tuning pairs from a knowledge base: a model asks, the base's passages answer",
+        description="For passages spread over a knowledge base, MODEL writes the question each passage "
+        "answers; the answer is the passage itself with its citation. The JSONL file is ready for "
+        "`bendi tune --data` (read it before training on it).",
+    )
+    data.add_argument("knowledge_base", help="the knowledge base to draw passages from")
+    data.add_argument("--model", required=True, help="the model that writes the questions")
+    data.add_argument("--out", required=True, type=Path, help="the JSONL file to write")
+    data.add_argument("--count", type=int, default=100, help="passages to use (default 100)")
+    data.set_defaults(func=handle_data)
+
+
+def handle_data(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bendi.access.scope import KbScope
+    from bendi.services import build_services
+    from bendi.tune.kb_pairs import write_pairs
+
+    services = build_services(load_settings(parallel_sequences=1))
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty() or done == total:
+            print(
+                f"\rpassages: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True
+            )
+
+    async def run() -> list[dict[str, Any]]:
+        try:  # the operator at the terminal reads the data directory directly, as `bendi kb` does
+            return await write_pairs(services, args.knowledge_base, args.model, args.count,
+                                     KbScope.everything(), progress)  # fmt: skip
+        finally:
+            await services.aclose()
+
+    pairs = asyncio.run(run())
+    args.out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+    print(f"Wrote {len(pairs)} question/answer pairs to {args.out}.")
+    return 0
+
 
 class Progress:
     """One line per event on stderr (redrawn in place on a terminal), so stdout stays for --json."""

@@ -121,8 +121,9 @@ class Settings(BaseModel):
     max_loaded_models: int = 3
     force_load: bool = False  # load even when the advisor says it will not fit
     # Speculative decoding (docs/engine.md): lookup proposes continuations found in the prompt,
-    # verified in the same decode step (output unchanged); auto does so only while it measures faster.
-    speculative: Literal["off", "lookup", "draft", "auto"] = "auto"
+    # verified in the same decode step; auto does so only while it measures faster. Off by default:
+    # the benchmark found greedy answers that differ from plain decoding (see docs/engine.md).
+    speculative: Literal["off", "lookup", "draft", "auto"] = "off"
     speculative_tokens: int = Field(default=8, ge=0, le=64)  # longest proposal per sequence and step
 
     # admission control

@@ -78,6 +78,7 @@ class IndexBackend(Protocol):
         self, vector: np.ndarray, limit: int, doc_ids: Sequence[int] | None = None
     ) -> list[ScoredChunk]: ...
     def hits(self, scored: Sequence[ScoredChunk]) -> list[Hit]: ...
+    def sample_chunks(self, count: int) -> list[Hit]: ...
     def neighbours(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]: ...
     def stats(self) -> tuple[int, int]: ...
     def close(self) -> None: ...
@@ -355,6 +356,16 @@ class SQLiteIndex:
             for s in scored
             if (r := by_id.get(s.chunk_id)) is not None
         ]
+
+    def sample_chunks(self, count: int) -> list[Hit]:
+        """Up to `count` passages spread evenly over the base, articles (第X条) first: material for
+        writing tuning data (tune/kb_pairs.py)."""
+        rows = (
+            self._db().execute("SELECT id FROM chunks ORDER BY (article IS NULL), doc_id, ordinal").fetchall()
+        )
+        ids = [int(row[0]) for row in rows]
+        step = max(1, len(ids) // max(1, count))
+        return self.hits([ScoredChunk(chunk_id, 0.0) for chunk_id in ids[::step][:count]])
 
     def doc_ids_with_tags(self, tags: Sequence[str]) -> list[int]:
         wanted = set(tags)

@@ -44,7 +44,7 @@ class _Rates:
 
 @dataclass
 class SpeculationPolicy:
-    mode: SpeculativeMode = "auto"
+    mode: SpeculativeMode = "off"  # the setting's default (core/settings.py)
     max_tokens: int = 8  # proposal length limit (setting speculative_tokens)
     proposed: int = 0  # counters for /metrics
     accepted: int = 0
