@@ -39,6 +39,10 @@ NOT_RUN: dict[str, str] = {
     "POST /v1/pulls": "a well-formed catalog name starts a real download from the internet "
     "(test_pulls_left_out_of_the_run_answer_as_documented checks the refusals)",
     "POST /api/pull": "the same download in Ollama's wire format (also tests/serving/test_ollama_pull.py)",
+    "POST /api/evals": "a schema-valid request starts a real evaluation on the server's engines "
+    "(tests/knowledge/test_eval_api.py runs one and checks the refusals)",
+    "POST /api/tune": "a schema-valid request starts a real training run, minutes of CPU "
+    "(tests/tune/test_tune_api.py runs one and checks the refusals)",
 }  # fmt: skip
 
 # Known gaps: operations whose schema-valid requests the server still refuses with 400. Only the

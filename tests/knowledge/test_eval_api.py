@@ -63,7 +63,7 @@ def test_an_evaluation_runs_in_the_server_and_is_followed(server: KbServer) -> N
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        ({"suite": "/etc/passwd", "models": [BASE]}, 400, "or a list of questions"),
+        ({"suite": "/etc/passwd", "models": [BASE]}, 400, "suite"),  # never a path on the server
         ({"suite": [{"question": "q"}], "models": [BASE]}, 400, "line 1"),
         ({"suite": [{"question": "q", "reference": "r"}], "models": ["no-such:1b"]}, 404, "no-such:1b"),
         ({"suite": [{"question": "q", "reference": "r"}], "models": ["kb:nothing"]}, 404, "nothing"),

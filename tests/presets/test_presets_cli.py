@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,10 +98,12 @@ def test_run_uses_the_presets_defaults(settings: Settings, tmp_path: Path, capsy
         temperature=None, seed=None, max_tokens=None, system=None))  # fmt: skip
     assert (params.temperature, system, turns) == (0.6, None, [])  # a plain model: as before
 
-    # Greedy and long enough to say something: the preset's own 3 tokens at temperature 0.1 may all be blank.
-    code, out, _ = _run(capsys, "run", "safety", "--prompt", "Is a helmet PPE?", "--hide-thinking",
-                        "--temperature", "0", "--max-tokens", "16")  # fmt: skip
-    assert code == 0 and out.strip()  # the preset loads its base and answers
+    # A real `bendi run` process (BENDI_HOME is this test's), greedy and long enough to say something:
+    # the preset's own 3 tokens at temperature 0.1 may all be blank.
+    done = subprocess.run([str(Path(sys.executable).parent / "bendi"), "run", "safety", "--prompt", "Is a helmet PPE?",
+                           "--hide-thinking", "--temperature", "0", "--max-tokens", "16"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip(), done.stderr  # the preset loads its base and answers
 
 
 def test_an_adapter_that_is_no_lora_is_refused_at_create(bendi_home: Path, tmp_path: Path, smollm2_path: Path,

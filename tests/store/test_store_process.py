@@ -71,7 +71,7 @@ def test_pull_resumes_after_the_downloader_is_killed(hub, hub_settings, bendi_ho
 def test_ctrl_c_stops_the_pull_and_keeps_a_resumable_partial(hub, hub_settings, bendi_home, tmp_path):
     source = write_gguf(tmp_path / "up" / FILE, 4_000_000, seed=6)
     hub.state.add(REPO, FILE, source)
-    hub.state.throttle_bytes_per_s = 1_000_000  # 4 s: room for a loaded machine to deliver the Ctrl-C
+    hub.state.throttle_bytes_per_s = 500_000  # 8 s: room for a loaded machine to deliver the Ctrl-C
     proc = subprocess.Popen([BENDI, "pull", REF], env=_env(hub, bendi_home), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     partials = bendi_home / "models" / "partial"

@@ -79,7 +79,7 @@ def test_stop_resume_and_serve(server: ServerProcess) -> None:
     [
         ({"data": [{"question": "q", "answer": "a"}, {"question": "q"}]}, 400, "line 2"),
         ({"base": "no-such:1b"}, 404, "no-such:1b"),
-        ({"name": "../x"}, 400, "--name"),
+        ({"name": "../x"}, 400, "name"),
         ({"batch_size": 0}, 400, "--batch-size"),
         ({"resume": True, "name": "never-ran"}, 400, "no interrupted run"),
     ],
@@ -88,4 +88,4 @@ def test_bad_requests_are_refused_before_anything_runs(server: ServerProcess, ch
                                                         status: int, words: str) -> None:  # fmt: skip
     body = {"base": BASE, "name": "bad", "data": training_pairs()[:2], **change}
     answer = httpx.post(server.base_url + "/api/tune", json=body, timeout=60)
-    assert answer.status_code == status and words in answer.json()["error"], answer.text
+    assert answer.status_code == status and words in answer.text, answer.text

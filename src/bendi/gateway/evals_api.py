@@ -7,7 +7,7 @@ holds answers drawn from any knowledge base, and a run occupies the engines."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -15,8 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bendi.access.scope import KbScope
-from bendi.core.errors import UserInputError
-from bendi.evals.demo_suite import DEMO_SUITE, DEMO_SUITE_NAME
+from bendi.evals.demo_suite import DEMO_SUITE
 from bendi.evals.jobs import EvalJobs
 from bendi.evals.report_html import CSP, render_html
 from bendi.evals.runner import EvalOptions
@@ -32,7 +31,7 @@ ScopeDep = Annotated[KbScope, Depends(readable_kbs)]
 
 class EvalRequest(BaseModel):
     # "demo", or the questions themselves in the suite format (docs/eval.md); never a server path.
-    suite: str | list[dict[str, Any]]
+    suite: Literal["demo"] | list[dict[str, Any]]
     name: str = Field(default="api", max_length=100)
     models: list[str] = Field(min_length=1)
     knowledge_base: str | None = None
@@ -45,11 +44,7 @@ def _suite(body: EvalRequest) -> Suite:
     if isinstance(body.suite, list):
         lines = [json.dumps(q, ensure_ascii=False) for q in body.suite[: MAX_QUESTIONS + 1]]
         return parse_suite(lines, body.name)
-    if body.suite != DEMO_SUITE_NAME:
-        raise UserInputError(
-            f'"suite" is "{DEMO_SUITE_NAME}" or a list of questions, not {body.suite[:60]!r}.'
-        )
-    return load_suite(DEMO_SUITE)
+    return load_suite(DEMO_SUITE)  # "demo": the schema allows no other string, so never a server path
 
 
 @router.post("", status_code=202)

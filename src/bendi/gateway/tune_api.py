@@ -22,8 +22,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class TuneRequest(BaseModel):
-    base: str
-    name: str
+    base: str = Field(min_length=1)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # the preset is BASE+NAME
     # One example per item, as the JSONL lines of `bendi tune --data`: {"messages": [...]} or
     # {"question", "answer"} / {"prompt", "completion"}; checked line by line (the item's index + 1).
     data: list[dict[str, Any]] = Field(min_length=1)
