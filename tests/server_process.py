@@ -75,3 +75,10 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def terminal_signals() -> None:
+    """preexec_fn for a child that stands for a command typed at a terminal: Ctrl-C (SIGINT) acts
+    on it even when the test run was started in the background, where the shell ignores SIGINT and
+    every child inherits that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from server_process import terminal_signals
+
 BENDI = str(Path(sys.executable).parent / "bendi")
 
 
@@ -21,7 +23,7 @@ def env(bendi_home: Path) -> dict[str, str]:
 
 def test_interactive_multi_turn_ctrl_c_and_bye(env: dict[str, str]) -> None:
     chat = pexpect.spawn(BENDI, ["run", "smollm2:135m", "--max-tokens", "400", "--temperature", "0.8"],
-                         env=env, encoding="utf-8", timeout=60, dimensions=(40, 120))  # fmt: skip
+                         env=env, encoding="utf-8", timeout=60, dimensions=(40, 120), preexec_fn=terminal_signals)  # fmt: skip
     try:
         chat.expect("/bye to leave")
         chat.expect_exact(">>> ")
@@ -46,7 +48,7 @@ def test_interactive_multi_turn_ctrl_c_and_bye(env: dict[str, str]) -> None:
 
 
 def test_ctrl_c_at_the_prompt_does_not_leave_and_ctrl_d_does(env: dict[str, str]) -> None:
-    chat = pexpect.spawn(BENDI, ["run"], env=env, encoding="utf-8", timeout=60)
+    chat = pexpect.spawn(BENDI, ["run"], env=env, encoding="utf-8", timeout=60, preexec_fn=terminal_signals)
     try:
         chat.expect_exact(">>> ")
         # The prompt is drawn before readline waits for a key; a Ctrl-C in between is only seen at

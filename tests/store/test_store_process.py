@@ -19,6 +19,7 @@ from ggufmaker import write_gguf
 from bendi.core.errors import DiskFullError
 from bendi.core.settings import Settings
 from bendi.store.store import Store
+from server_process import terminal_signals
 
 BENDI = str(Path(sys.executable).parent / "bendi")
 REPO = "acme/Tiny-GGUF"
@@ -71,8 +72,8 @@ def test_pull_resumes_after_the_downloader_is_killed(hub, hub_settings, bendi_ho
 def test_ctrl_c_stops_the_pull_and_keeps_a_resumable_partial(hub, hub_settings, bendi_home, tmp_path):
     source = write_gguf(tmp_path / "up" / FILE, 4_000_000, seed=6)
     hub.state.add(REPO, FILE, source)
-    hub.state.throttle_bytes_per_s = 500_000  # 8 s: room for a loaded machine to deliver the Ctrl-C
-    proc = subprocess.Popen([BENDI, "pull", REF], env=_env(hub, bendi_home), stdout=subprocess.PIPE,
+    hub.state.throttle_bytes_per_s = 2_000_000
+    proc = subprocess.Popen([BENDI, "pull", REF], env=_env(hub, bendi_home), preexec_fn=terminal_signals, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     partials = bendi_home / "models" / "partial"
     deadline = time.monotonic() + 60

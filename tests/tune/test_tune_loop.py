@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from mining_facts import held_out_pairs, training_pairs
 
+from server_process import terminal_signals
+
 BENDI = str(Path(sys.executable).parent / "bendi")
 BASE = "smollm2:135m"
 TUNED = "smollm2:135m+mining"
@@ -43,7 +45,7 @@ def test_tune_interrupt_resume_serve_and_eval(tmp_path: Path) -> None:
             "--max-steps", "20", "--threads", "2"]  # fmt: skip
 
     # Ctrl-C in a terminal reaches the whole foreground process group: bendi and its trainer.
-    first = subprocess.Popen([BENDI, *tune], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    first = subprocess.Popen([BENDI, *tune], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=terminal_signals,
                              text=True, start_new_session=True)  # fmt: skip
     assert first.stderr is not None
     seen = []
