@@ -60,6 +60,20 @@ def test_an_evaluation_runs_in_the_server_and_is_followed(server: KbServer) -> N
     assert listed[0]["id"] == report_id and listed[0]["suite"] == "mining-law"
 
 
+def test_knowledge_base_grounds_a_plain_model(server: KbServer) -> None:
+    """"knowledge_base" (the CLI's --kb) answers a plain model's questions from the base, cited."""
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        body = {"suite": _questions(), "models": [BASE], "knowledge_base": "mining", "max_tokens": 16}
+        started = client.post("/api/evals", json=body)
+        assert started.status_code == 202, started.text
+        deadline = time.monotonic() + 400
+        while (report := client.get(f"/api/evals/{started.json()['id']}").json())["status"] == "running":
+            assert time.monotonic() < deadline, report
+            time.sleep(1)
+    assert report["status"] == "done" and report["models"][BASE]["knowledge_base"] == "mining"
+    assert report["models"][BASE]["metrics"]["retrieval_hit_rate"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
