@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kb_testing import MINING_SUBSET, knowledge_for, make_home
+from kb_testing import MINING_SUBSET, KbServer, knowledge_for, make_home, serve_mining_law
 
 from bendi.knowledge.ingest import ingest_paths
 from bendi.knowledge.library import KnowledgeBase, KnowledgeBases
@@ -48,3 +48,14 @@ def mining_kb(
     outcomes = ingest_paths(kb, [mining_dir / rel for rel in MINING_SUBSET])
     assert [o.status for o in outcomes] == ["indexed"] * len(MINING_SUBSET), outcomes
     return kb
+
+
+@pytest.fixture(scope="module")
+def mining_law_server(
+    tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path
+) -> Iterator[KbServer]:
+    """A `bendi serve` per test module whose base `mining` holds 矿山安全法, indexed over HTTP."""
+    home = make_home(tmp_path_factory.mktemp("kb-server") / "home", kb_cache_dir)
+    proc = serve_mining_law(home, mining_dir, {"BENDI_CONTEXT_TOKENS": "2048"})
+    yield proc
+    proc.stop()

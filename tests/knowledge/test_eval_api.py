@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kb_testing import KbServer, make_home, serve_mining_law
+from kb_testing import KbServer
 
 from bendi.evals.demo_suite import DEMO_SUITE
 
@@ -20,13 +18,8 @@ BASE = "smollm2:135m"
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path
-) -> Iterator[KbServer]:
-    home = make_home(tmp_path_factory.mktemp("eval-api") / "home", kb_cache_dir)
-    proc = serve_mining_law(home, mining_dir, {"BENDI_CONTEXT_TOKENS": "2048"})
-    yield proc
-    proc.stop()
+def server(mining_law_server: KbServer) -> KbServer:
+    return mining_law_server
 
 
 def _questions() -> list[dict[str, Any]]:
@@ -61,7 +54,7 @@ def test_an_evaluation_runs_in_the_server_and_is_followed(server: KbServer) -> N
 
 
 def test_knowledge_base_grounds_a_plain_model(server: KbServer) -> None:
-    """"knowledge_base" (the CLI's --kb) answers a plain model's questions from the base, cited."""
+    """ "knowledge_base" (the CLI's --kb) answers a plain model's questions from the base, cited."""
     with httpx.Client(base_url=server.base_url, timeout=60) as client:
         body = {"suite": _questions(), "models": [BASE], "knowledge_base": "mining", "max_tokens": 16}
         started = client.post("/api/evals", json=body)

@@ -4,25 +4,18 @@ eval counts, through the official clients against a real `bendi serve`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kb_testing import KbServer, make_home, serve_mining_law
+from kb_testing import KbServer
 
 QUESTION = "矿山建设工程的安全设施必须和主体工程同时设计吗？"
 MAX_TOKENS = 12
 
 
 @pytest.fixture(scope="module")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, kb_cache_dir: Path, mining_dir: Path
-) -> Iterator[KbServer]:
-    home = make_home(tmp_path_factory.mktemp("kb-usage") / "home", kb_cache_dir)
-    proc = serve_mining_law(home, mining_dir, {"BENDI_CONTEXT_TOKENS": "2048"})
-    yield proc
-    proc.stop()
+def server(mining_law_server: KbServer) -> KbServer:
+    return mining_law_server
 
 
 def _request(**extra: Any) -> dict[str, Any]:
