@@ -147,3 +147,16 @@ def test_conversations_are_private_even_from_admins(tmp_path: Path) -> None:
     assert control.policy.conversation_owner(principal) == admin.id
     opened = AccessControl(load_settings(home=tmp_path, admin_reads_conversations=True), DataPaths(tmp_path))
     assert opened.policy.conversation_owner(principal) is None
+
+
+def test_team_mode_turned_on_elsewhere_applies_to_the_next_question(tmp_path: Path) -> None:
+    """The server remembers the team-mode answer between requests, but `bendi admin init` from another
+    process (here: another AccessControl on the same files) is seen by the very next question."""
+    serving = AccessControl(load_settings(home=tmp_path, min_password_chars=4), DataPaths(tmp_path).ensure())
+    assert serving.team_mode is False  # no access database yet
+    serving.accounts.count_admins()  # the server opens the database: it now exists, team mode still off
+    assert serving.team_mode is False
+    assert serving.team_mode is False  # remembered
+    elsewhere = AccessControl(load_settings(home=tmp_path, min_password_chars=4), DataPaths(tmp_path))
+    elsewhere.init_team("root", "root-password")
+    assert serving.team_mode is True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -22,12 +24,17 @@ if TYPE_CHECKING:
     from bendi.access.usage import QuotaGate, UsageLedger
 
 TEAM_MODE_KEY = "team_mode"
+# A team_mode answer is reused while the access database's files look unchanged, for at most this long
+# (file times are coarse: a change within one clock tick that keeps the WAL's size is caught by this).
+TEAM_MODE_RECHECK_S = 0.5
 
 
 class AccessControl:
     def __init__(self, settings: Settings, paths: DataPaths) -> None:
         self.settings = settings
         self.paths = paths
+        self._db_file = str(paths.access_db)
+        self._team_mode_seen: tuple[object, float, bool] | None = None  # (files' stamp, when, answer)
 
     @cached_property
     def db(self) -> AccessDB:
@@ -82,10 +89,29 @@ class AccessControl:
 
     @property
     def team_mode(self) -> bool:
-        """Read from the database on every call: `bendi admin init` in another process takes effect at once."""
-        if not self.paths.access_db.exists():
-            return False
-        return self.db.get_meta(TEAM_MODE_KEY) == "1"
+        """Read again whenever the database's files change: `bendi admin init` in another process takes
+        effect at once. Every request asks (two or three times), so an unchanged answer costs two stats."""
+        stamp = self._files_stamp()
+        now = time.monotonic()
+        seen = self._team_mode_seen
+        if seen is not None and seen[0] == stamp and now - seen[1] < TEAM_MODE_RECHECK_S:
+            return seen[2]
+        answer = stamp is not None and self.db.get_meta(TEAM_MODE_KEY) == "1"
+        self._team_mode_seen = (stamp, now, answer)
+        return answer
+
+    def _files_stamp(self) -> tuple[tuple[int, int, int], ...] | None:
+        """The database file's and its write-ahead log's identity, size and time; None with no database."""
+        stamps = []
+        for path in (self._db_file, self._db_file + "-wal"):
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                if path == self._db_file:
+                    return None
+                continue
+            stamps.append((info.st_ino, info.st_size, info.st_mtime_ns))
+        return tuple(stamps)
 
     def init_team(self, username: str, password: str | None) -> tuple[User, str | None]:
         """Switch to team mode with a first administrator; returns them and a generated password if any.
@@ -97,6 +123,7 @@ class AccessControl:
             )
         user, generated = self.accounts.create_user(username, role="admin", password=password)
         self.db.set_meta(TEAM_MODE_KEY, "1")
+        self._team_mode_seen = None
         return user, generated
 
     def close(self) -> None:

@@ -62,7 +62,8 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/api/tune/{job_id}"): "admin",
     ("DELETE", "/api/tune/{job_id}"): "admin",
     ("GET", "/api/evals/{report_id}"): "admin",
-    ("GET", "/api/evals/{report_id}/html"): "admin",  # presets are models: made and removed (/api/delete) by admins
+    ("GET", "/api/evals/{report_id}/html"): "admin",
+    # presets are models: made and removed (/api/delete) by admins
     ("GET", "/v1/pulls"): "admin",
     ("POST", "/v1/pulls"): "admin",
     ("DELETE", "/v1/pulls/{model:path}"): "admin",

@@ -165,7 +165,7 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
 
     from bendi.core.logs import configure_logging
     from bendi.gateway.app import create_app
-    from bendi.gateway.nodelay import NoDelayH11Protocol
+    from bendi.gateway.nodelay import http_protocol
     from bendi.gateway.shutdown import DrainingServer
     from bendi.services import build_services
 
@@ -185,7 +185,7 @@ def serve(settings: Settings, *, preload: tuple[str, ...], banner: str) -> int:
         log_level="warning",
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         access_log=False,
-        http=NoDelayH11Protocol,  # also under TLS: it finds the TCP socket beneath the SSL transport
+        http=http_protocol(),  # Nagle off, also under TLS: it finds the TCP socket beneath the SSL transport
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -34,6 +36,16 @@ ROUTER_MODULES: tuple[str, ...] = (
 )
 
 
+def no_framework_telemetry() -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry instrumentation, off: it records exception messages and can export
+    them (FASTAPI_OTEL_AUTO_CONFIGURE), and nothing leaves this machine; bendi's /metrics and audit
+    trail are its telemetry. Off, it also stops looking up providers on every request."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}  # an older FastAPI has none
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                          "auto_configure": False}}  # fmt: skip
+
+
 def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
     """The app. Models in `preload` are loaded before the server accepts requests."""
 
@@ -51,6 +63,7 @@ def create_app(services: Services, *, preload: tuple[str, ...] = ()) -> FastAPI:
         version=__version__,
         description="本地 bendi: OpenAI- and Ollama-compatible local inference, knowledge bases, web UI.",
         lifespan=lifespan,
+        **no_framework_telemetry(),
     )
     app.state.services = services
     from bendi.gateway.admission import Admission

@@ -92,9 +92,10 @@ def record_action(request: Request, action: str, *, actor: str | None = None, st
 def record_usage(request: Request, model: str, prompt_tokens: int, completion_tokens: int) -> None:
     """Count a finished generation for quotas and the usage report, and note it on the audit record."""
     note(request, model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-    principal = request.scope.get("state", {}).get("principal")
+    state = request.scope.get("state", {})
+    principal = state.get("principal")
     services = request.app.state.services
-    if not isinstance(principal, Principal) or not services.access.team_mode:
+    if not isinstance(principal, Principal) or not state.get("team_mode", services.access.team_mode):
         return
     usage = services.access.usage
     trail(request.app).submit(lambda: usage.record(

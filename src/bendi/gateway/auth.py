@@ -72,16 +72,31 @@ def route_template(routes: list[Any], scope: Scope) -> str | None:
     return None
 
 
+MAX_REMEMBERED_PATHS = 4096
+
+
 class Authentication:
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
         self.app = app
         self.fastapi_app = fastapi_app
         self._routes: list[Any] | None = None  # built on the first request, when every router is in
+        # (method, path) -> route template: every request needs it, and trying each route's pattern in
+        # turn is a tenth of a routed request's Python. Bounded: paths with ids, or junk, stop filling it.
+        self._templates: dict[tuple[str, str], str | None] = {}
 
     def routes(self) -> list[Any]:
         if self._routes is None:
             self._routes = flat_routes(self.fastapi_app.routes)
         return self._routes
+
+    def _template(self, scope: Scope) -> str | None:
+        key = (scope["method"], scope["path"])
+        if key in self._templates:
+            return self._templates[key]
+        template = route_template(self.routes(), scope)
+        if len(self._templates) < MAX_REMEMBERED_PATHS:
+            self._templates[key] = template
+        return template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
@@ -90,9 +105,10 @@ class Authentication:
         services = self.fastapi_app.state.services
         access = services.access
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        template = route_template(self.routes(), scope)
+        template = self._template(scope)
         state = scope.setdefault("state", {})
         team = access.team_mode  # one read per request: `bendi admin init` elsewhere applies at once
+        state["team_mode"] = team  # what the rest of this request goes by (usage, audit notes)
         try:
             if team:
                 principal = self._team_principal(access, scope, headers, state)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from bendi.core.errors import BendiError, ModelNotFoundError, OverloadedError, RequestTimeoutError
 from bendi.engines.messages import (
@@ -88,10 +89,12 @@ class Session:
         finally:
             self._ticket.release()
 
-    async def whole_reply(self, request: Request, reply: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-        """A non-streaming reply: build it (cancelled if the client leaves), then close this session."""
+    async def whole_reply(self, request: Request, reply: Awaitable[dict[str, Any]]) -> JSONResponse:
+        """A non-streaming reply: build it (cancelled if the client leaves), then close this session.
+        It holds only JSON types, so it is sent as is: FastAPI's generic encoder, which walks every
+        value again, was a tenth of a replica router's CPU per request."""
         try:
-            return await run_until_disconnect(request, reply)
+            return JSONResponse(await run_until_disconnect(request, reply))
         finally:
             await self.close()
 

@@ -4,6 +4,10 @@ asyncio turns Nagle's algorithm off only for sockets whose `proto` is IPPROTO_TC
 sockets uvicorn accepts report 0. On a kept-alive connection (every OpenAI/Ollama SDK client)
 each small write after the first then waited for the client's delayed ACK: a stream's tokens
 arrived in 40 ms bursts and its first token ~40 ms late.
+
+The HTTP parser is httptools (C) when it is installed, h11 (pure Python) otherwise: on a request
+that an engine answers in ~10 ms, h11's parsing and event machinery were a tenth of bendi's own
+CPU per request (bench_replicas.py --overhead-only).
 """
 
 from __future__ import annotations
@@ -26,3 +30,18 @@ class NoDelayH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         disable_nagle(transport)
         super().connection_made(transport)
+
+
+def http_protocol() -> type[asyncio.Protocol]:
+    """The fastest HTTP/1.1 protocol installed, with Nagle off."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools is not installed: h11 works everywhere
+        return NoDelayH11Protocol
+
+    class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            disable_nagle(transport)
+            super().connection_made(transport)
+
+    return NoDelayHttpToolsProtocol

@@ -120,6 +120,14 @@ def _read(path: Path) -> Preset:
 def find_preset(paths: DataPaths, name: str) -> Preset | None:
     """The preset called `name` (`name` means `name:latest`), or None; unsafe names are simply absent."""
     try:
+        name_part, tag = preset_name(name)
+    except InvalidNameError:
+        return None
+    # Every chat request asks, and most name no preset: one stat answers that before the
+    # symlink-safe resolution below, which costs several system calls.
+    if not os.path.isfile(_root(paths) / name_part / f"{tag}.json"):
+        return None
+    try:
         path = _file(paths, name)
     except InvalidNameError:
         return None
