@@ -20,6 +20,17 @@ def machine(name: str) -> HardwareProfile:
     return HardwareProfile.from_json((MACHINES / f"{name}.json").read_text())
 
 
+def gpus_kept(name: str, count: int, gpu_name: str | None = None) -> HardwareProfile:
+    """A fixture machine with only its first `count` GPUs (renamed to `gpu_name` if given)."""
+    data = json.loads((MACHINES / f"{name}.json").read_text())
+    data["gpus"] = data["gpus"][:count]
+    for gpu in data["gpus"]:
+        gpu["name"] = gpu_name or gpu["name"]
+        if gpu_name and "V100" in gpu_name:  # the probe's figure, unless the name alone is tested
+            gpu["compute_capability"] = "7.0" if "Tesla" in gpu_name else None
+    return HardwareProfile.from_json(json.dumps(data))
+
+
 def serve(machine_name: str, model: str, engine: str | None = None, quant_given: bool = False):  # type: ignore[no-untyped-def]
     return plan_serving(load_catalog().resolve(model), machine(machine_name), None, engine, quant_given)
 
@@ -30,10 +41,10 @@ CASES = [
     ("server-8xh20", "deepseek-r1:70b", "vllm", "BF16", "safetensors"),
     ("server-8xh100-2s", "deepseek-r1:70b", "vllm", "BF16", "safetensors"),
     ("server-8xh100-2s", "deepseek-r1:7b", "vllm", "BF16", "safetensors"),
-    # 689 GB of FP8 does not fit 8x 80 GB: one node keeps llama.cpp (or two nodes: bendi cluster plan)
-    ("server-8xh100-2s", "deepseek-r1:671b", "llama.cpp", "Q4_K_M", "gguf"),
-    # A100 has no FP8, and the 671B's publisher checkpoint is FP8
-    ("dgx-a100-8x", "deepseek-r1:671b", "llama.cpp", "Q4_K_M", "gguf"),
+    # 689 GB of FP8 does not fit 8x 80 GB; the AWQ 4-bit checkpoint does, on vLLM
+    ("server-8xh100-2s", "deepseek-r1:671b", "vllm", "AWQ", "safetensors"),
+    # A100 has no FP8, and the 671B's publisher checkpoint is FP8: AWQ on vLLM (the classic 8x A100 setup)
+    ("dgx-a100-8x", "deepseek-r1:671b", "vllm", "AWQ", "safetensors"),
     ("dgx-a100-8x", "deepseek-r1:32b", "vllm", "BF16", "safetensors"),
     ("workstation-2x4090-128gb", "deepseek-r1:70b", "llama.cpp", "Q4_K_M", "gguf"),
     ("workstation-2x4090-128gb", "deepseek-r1:671b-ud-iq1_s", "llama.cpp", "UD-IQ1_S", "gguf"),
@@ -58,12 +69,17 @@ def test_each_choice_says_why() -> None:
     assert "data-center GPUs" in h20.engine_reasons[0] and "deepseek-ai/DeepSeek-R1" in h20.engine_reasons[1]
     assert h20.hf_repo == "deepseek-ai/DeepSeek-R1" and h20.tensor_parallel == 8
     h100 = serve("server-8xh100-2s", "deepseek-r1:671b")
+    assert "The FP8 checkpoint needs" in h100.engine_reasons[1]
+    assert "AWQ checkpoint wanzhenchn/DeepSeek-R1-AWQ" in h100.engine_reasons[-1]
+    four = plan_serving(load_catalog().resolve("deepseek-r1:671b"), gpus_kept("server-8xh100-2s", 4))
+    assert (four.engine, four.quant) == ("llama.cpp", "Q4_K_M")
+    assert "The FP8 checkpoint needs" in four.engine_reasons[1]
     assert (
-        "needs" in h100.engine_reasons[-1]
-        and "bendi cluster plan deepseek-r1:671b --nodes 2" in h100.engine_reasons[-1]
+        "The AWQ checkpoint needs" in four.engine_reasons[-1]
+        and "bendi cluster plan deepseek-r1:671b --nodes 2" in four.engine_reasons[-1]
     )
     a100 = serve("dgx-a100-8x", "deepseek-r1:671b")
-    assert "no FP8 support" in a100.engine_reasons[-1]
+    assert "no FP8 support" in a100.engine_reasons[1] and "AWQ" in a100.engine_reasons[-1]
     consumer = serve("workstation-2x4090-128gb", "deepseek-r1:70b")
     assert "consumer GPU" in consumer.engine_reasons[0]
     assert "No GPU" in serve("laptop-16gb", "deepseek-r1:7b").engine_reasons[0]
@@ -80,6 +96,38 @@ def test_asked_for_quant_or_engine_wins() -> None:
     assert (vllm.engine, vllm.quant) == ("vllm", "FP8")
     distill_on_4090 = serve("workstation-2x4090-128gb", "deepseek-r1:14b", engine="vllm")
     assert (distill_on_4090.engine, distill_on_4090.quant, distill_on_4090.fits) == ("vllm", "BF16", True)
+    # 141 GB of BF16 cannot fit one 80 GB A100; the 70B's AWQ checkpoint can
+    one_a100 = plan_serving(load_catalog().resolve("deepseek-r1:70b"), gpus_kept("dgx-a100-8x", 1))
+    assert (one_a100.engine, one_a100.quant, one_a100.fits) == ("vllm", "AWQ", True), one_a100.engine_reasons
+    assert "The BF16 checkpoint needs" in one_a100.engine_reasons[1]
+    # On 2x 24 GB even AWQ's 40 GB leaves too little: forced vLLM says so
+    on_4090 = serve("workstation-2x4090-128gb", "deepseek-r1:70b", engine="vllm")
+    assert (on_4090.quant, on_4090.fits) == (
+        "AWQ",
+        False,
+    ) and "BF16 checkpoint needs" in on_4090.engine_reasons[1]
+    awq = serve("server-8xh20", "deepseek-r1:70b-awq", quant_given=True)
+    assert (awq.engine, awq.quant, awq.hf_repo) == (
+        "vllm",
+        "AWQ",
+        "casperhansen/deepseek-r1-distill-llama-70b-awq",
+    )
+
+
+def test_volta_gpus_are_not_given_awq() -> None:
+    from bendi.catalog.engine_choice import usable_checkpoints
+
+    v100 = gpus_kept("dgx-a100-8x", 8, "Tesla V100-SXM2-32GB")
+    usable, skipped = usable_checkpoints(load_catalog().resolve("deepseek-r1:70b"), v100)
+    assert [c.facts.quant for c in usable] == ["BF16"] and "AWQ" in skipped[0]
+    typed = gpus_kept("dgx-a100-8x", 8, "NVIDIA V100")  # no probed figure (`--gpu`): the table says Volta
+    assert [
+        c.facts.quant for c in usable_checkpoints(load_catalog().resolve("deepseek-r1:70b"), typed)[0]
+    ] == ["BF16"]
+    a100 = gpus_kept("dgx-a100-8x", 8)
+    assert "AWQ" in [
+        c.facts.quant for c in usable_checkpoints(load_catalog().resolve("deepseek-r1:70b"), a100)[0]
+    ]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:

@@ -90,6 +90,17 @@ def test_cluster_plan_cli(capsys: pytest.CaptureFixture[str]) -> None:
     assert "does not match" in capsys.readouterr().err
 
 
+def test_cluster_plan_on_gpus_without_fp8_takes_the_awq_checkpoint_on_vllm(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A100s cannot run the publisher's FP8 671B: the AWQ checkpoint, and vLLM (its AWQ MoE kernels), even
+    though the model's attention alone would have picked SGLang."""
+    assert main(["cluster", "plan", "deepseek-r1:671b", "--gpu", "8xA100", "--nodes", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["engine"], data["quant"]) == ("vllm", "AWQ")
+    assert "vllm serve wanzhenchn/DeepSeek-R1-AWQ" in data["nodes"][0]["steps"][2]["command_line"]
+
+
 def test_ray_status_output_is_parsed() -> None:
     two = parse_ray_status((RAY_FIXTURES / "status-2-nodes-16-gpus.txt").read_text())
     one = parse_ray_status((RAY_FIXTURES / "status-1-node-8-gpus.txt").read_text())

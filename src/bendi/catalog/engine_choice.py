@@ -89,22 +89,43 @@ def checkpoints(variant: ModelVariant) -> list[Checkpoint]:
     return [Checkpoint(facts, f"deepseek-ai/{variant.display_name}", listed=False)]
 
 
-def pick_checkpoint(variant: ModelVariant, hw: HardwareProfile) -> tuple[Checkpoint | None, str]:
-    """Step 2: FP8 where the GPUs have FP8 and the publisher ships it (the 671B), else BF16."""
+# Full precision first (the publisher's FP8 where the GPUs have FP8, else BF16), AWQ 4-bit only when those
+# do not fit: it costs a little quality, and it is what lets a 70B or the 671B onto GPUs a size down.
+PREFERENCE = {"FP8": 0, "BF16": 1, "AWQ": 2}
+
+
+def _runs_awq(hw: HardwareProfile, spec: GpuSpec | None) -> bool:
+    """vLLM's AWQ kernels need compute capability 7.5 (Turing) or newer: the probe's figure, else the table's."""
+    probed = [g.compute_capability for g in hw.gpus if g.compute_capability]
+    if probed:
+        return all(tuple(map(int, c.split(".")[:2])) >= (7, 5) for c in probed)
+    return spec is None or spec.awq
+
+
+def usable_checkpoints(variant: ModelVariant, hw: HardwareProfile) -> tuple[list[Checkpoint], list[str]]:
+    """Step 2: the checkpoints these GPUs can run, most preferred first, and a sentence for each one they
+    cannot (or for there being none at all)."""
     found = checkpoints(variant)
     if not found:
-        return None, f"{variant.display_name} has no publisher-format checkpoint in the catalog."
+        return [], [f"{variant.display_name} has no publisher-format checkpoint in the catalog."]
     spec = _gpu_spec(hw)
-    fp8_ok = bool(spec and spec.fp8)
-    usable = [c for c in found if c.facts.quant.upper() != "FP8" or fp8_ok]
-    if not usable:
-        gpu = spec.key if spec else hw.gpus[0].name
-        return None, (
-            f"The publisher's {variant.display_name} checkpoint is FP8 and the {gpu} has no FP8 support "
-            "(that needs Ada, Hopper or Blackwell)."
-        )
-    best = min(usable, key=lambda c: (c.facts.quant.upper() != "FP8", c.facts.weights_bytes))
-    return best, ""
+    gpu = spec.key if spec else hw.gpus[0].name
+    usable, skipped = [], []
+    for c in found:
+        quant = c.facts.quant.upper()
+        if quant == "FP8" and not (spec and spec.fp8):
+            skipped.append(
+                f"The publisher's {variant.display_name} checkpoint is FP8 and the {gpu} has no FP8 support "
+                "(that needs Ada, Hopper or Blackwell)."
+            )
+        elif quant == "AWQ" and not _runs_awq(hw, spec):
+            skipped.append(
+                f"The {gpu} cannot run the AWQ checkpoint (vLLM's AWQ kernels need Turing or newer)."
+            )
+        else:
+            usable.append(c)
+    usable.sort(key=lambda c: (PREFERENCE.get(c.facts.quant.upper(), len(PREFERENCE)), c.facts.weights_bytes))
+    return usable, skipped
 
 
 def _engine_reason(plan: Plan, checkpoint: Checkpoint) -> str:
@@ -147,19 +168,24 @@ def plan_serving(
         return finish(own, None, reasons)
     if engine:
         reasons = [f"--engine {engine}: the publisher's weights rather than a GGUF quant."]
-    checkpoint, missing = pick_checkpoint(variant, hw) if hw.gpus else (None, "")
-    if checkpoint is None:
-        fallback = f"{missing} Using llama.cpp with {variant.quant} instead." if missing else ""
+    candidates, skipped = usable_checkpoints(variant, hw) if hw.gpus else ([], [])
+    if not candidates:
+        fallback = f"{' '.join(skipped)} Using llama.cpp with {variant.quant} instead." if skipped else ""
         return finish(own, engine, [*reasons, fallback] if fallback else reasons)
-    served = plan_model(checkpoint.facts, hw, context_tokens, engine)
-    if served.fits:
-        return replace(
-            served,
-            hf_repo=checkpoint.hf_repo,
-            engine_reasons=(*reasons, _engine_reason(served, checkpoint)),
+    passed_over: list[str] = list(skipped)
+    for checkpoint in candidates:
+        served = plan_model(checkpoint.facts, hw, context_tokens, engine)
+        if served.fits:
+            return replace(
+                served,
+                hf_repo=checkpoint.hf_repo,
+                engine_reasons=(*reasons, *passed_over, _engine_reason(served, checkpoint)),
+            )
+        passed_over.append(
+            f"The {checkpoint.facts.quant} checkpoint needs {gb(served.total_bytes)}, more than the GPUs hold."
         )
     if engine:  # forced: show why it does not fit
-        return replace(served, hf_repo=checkpoint.hf_repo, engine_reasons=tuple(reasons))
+        return replace(served, hf_repo=checkpoint.hf_repo, engine_reasons=(*reasons, *passed_over[:-1]))
     capacity = sum(d.capacity_bytes for d in served.devices)
     spec = _gpu_spec(hw)
     gpu = (spec.key if spec else hw.gpus[0].name).replace(" ", "")
@@ -167,6 +193,7 @@ def plan_serving(
         f" Or spread it over more machines: bendi cluster plan {variant.family}:{variant.tag} --nodes 2 "
         f"--gpu {len(hw.gpus)}x{gpu}."
     )
+    reasons += passed_over[:-1]
     reasons.append(
         f"The {checkpoint.facts.quant} checkpoint needs {gb(served.total_bytes)} and the GPUs hold "
         f"{gb(capacity)} for it, so llama.cpp with {variant.quant} instead.{more}"

@@ -27,6 +27,7 @@ class GpuSpec:
     nvlink: bool = False  # fast GPU-to-GPU link (tensor parallel scales well)
     bandwidth_efficiency: float = 1.0  # measured shortfall of the chip itself (see docs/advisor.md)
     fp8: bool = False  # FP8 tensor cores (compute capability >= 8.9: Ada, Hopper, Blackwell)
+    awq: bool = True  # vLLM's AWQ (4-bit) kernels: compute capability >= 7.5, so not Volta
 
     @property
     def memory_bytes(self) -> int:
@@ -51,7 +52,7 @@ GPU_SPECS: tuple[GpuSpec, ...] = (
     GpuSpec("RTX 4090D", "nvidia", 24, 1008, 294, ("4090d",), fp8=True),
     GpuSpec("RTX 5090", "nvidia", 32, 1792, 419, ("5090",), fp8=True),
     # NVIDIA data centre
-    GpuSpec("V100", "nvidia", 32, 900, 125, ("v10032gb",), datacenter=True, nvlink=True),
+    GpuSpec("V100", "nvidia", 32, 900, 125, ("v10032gb",), datacenter=True, nvlink=True, awq=False),
     GpuSpec("A100 40GB", "nvidia", 40, 1555, 312, ("a10040gb", "a10040g"), datacenter=True, nvlink=True),
     GpuSpec(
         "A100 80GB",

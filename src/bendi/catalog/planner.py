@@ -44,6 +44,7 @@ class _Machine:
     gpu_tflops: float
     gpu_efficiency: float
     gpu_fp8: bool
+    gpu_awq: bool
     unified: bool
     nodes: int
     sockets: int
@@ -74,6 +75,7 @@ def _machine(hw: HardwareProfile, already_loaded_bytes: int) -> _Machine:
         gpu_tflops=spec.fp16_tflops if spec else UNKNOWN_GPU_TFLOPS,
         gpu_efficiency=spec.bandwidth_efficiency if spec else 1.0,
         gpu_fp8=spec.fp8 if spec else False,
+        gpu_awq=spec.awq if spec else True,
         unified=unified,
         nodes=hw.nodes,
         sockets=1 if unified else max(hw.numa_nodes, 1),
@@ -217,9 +219,10 @@ def _sharded_layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> _L
 
 
 def choose_engine(facts: ModelFacts, hw: HardwareProfile) -> str:
-    """GGUF runs in llama.cpp; checkpoints (FP8/BF16 safetensors) need vLLM or, for MLA MoE, SGLang."""
+    """GGUF runs in llama.cpp; checkpoints (FP8/BF16 safetensors) need vLLM or, for MLA MoE, SGLang;
+    AWQ checkpoints vLLM, whose AWQ mixture-of-experts kernels are the ones the R1 AWQ repositories name."""
     if facts.format == "safetensors":
-        return "sglang" if facts.architecture.is_mla else "vllm"
+        return "sglang" if facts.architecture.is_mla and facts.quant.upper() != "AWQ" else "vllm"
     return "llama.cpp"
 
 
@@ -309,6 +312,11 @@ def _layout(facts: ModelFacts, m: _Machine, ctx: int, engine: str) -> tuple[_Lay
         return layout, (
             f"bendi runs {engine} with a Hugging Face-format checkpoint; {facts.name} is a {facts.format} "
             "file (use llama.cpp, or the model name without a quant to get the publisher's checkpoint)."
+        )
+    if facts.quant.upper() == "AWQ" and not m.gpu_awq:
+        return layout, (
+            f"The {m.gpu_name} cannot run AWQ checkpoints (vLLM's AWQ kernels need Turing or newer GPUs); "
+            "use a GGUF quant with llama.cpp, or the BF16 checkpoint."
         )
     if facts.quant.upper() == "FP8" and not m.gpu_fp8:
         return layout, (

@@ -114,6 +114,9 @@ def handle_plan(args: argparse.Namespace) -> int:
     engine: Literal["vllm", "sglang"] = args.engine or ("sglang" if variant.architecture.is_mla else "vllm")
     quant_given = bool(args.quant) or catalog.names_quant(args.model)
     plan = plan_serving(variant, machine, args.context_tokens, engine, quant_given)
+    if args.engine is None and plan.quant.upper() == "AWQ" and engine != "vllm":
+        engine = "vllm"  # the AWQ checkpoints of the MLA models are made for vLLM's kernels (choose_engine)
+        plan = plan_serving(variant, machine, args.context_tokens, engine, quant_given)
     if not plan.fits:
         raise UserInputError(f"{plan.model} on {len(addresses)} nodes of {args.gpu}: {plan.reason}")
     gpus = len(machine.gpus)
@@ -215,18 +218,22 @@ def _local_gpus() -> int:
 
 
 def _model_path(model: str) -> str:
-    """The publisher checkpoint's hub id for a catalog model (FP8 before BF16); else ask for --model-path."""
+    """The checkpoint's hub id for a catalog model (the one named, else FP8 before BF16 before AWQ); else ask
+    for --model-path."""
     from bendi.catalog.catalog import load_catalog
-    from bendi.catalog.engine_choice import checkpoints
+    from bendi.catalog.engine_choice import PREFERENCE, checkpoints
     from bendi.core.errors import ModelNotFoundError
 
     try:
-        found = checkpoints(load_catalog().resolve(model))
+        variant = load_catalog().resolve(model)
     except ModelNotFoundError:
-        found = []
+        variant = None
+    if variant is not None and variant.format == "safetensors" and variant.hf_repo:
+        return variant.hf_repo  # a checkpoint named outright (deepseek-r1:671b-awq)
+    found = checkpoints(variant) if variant is not None else []
     if not found:
         raise UserInputError(
             f"bendi does not know a Hugging Face-format checkpoint for {model!r}; give --model-path DIR "
             "(the same path on every node) or a hub id."
         )
-    return min(found, key=lambda c: c.facts.quant.upper() != "FP8").hf_repo
+    return min(found, key=lambda c: PREFERENCE.get(c.facts.quant.upper(), len(PREFERENCE))).hf_repo

@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--format", choices=("gguf", "hf"), dest="model_format",
         help="hf: the Hugging Face-format checkpoint (config, tokenizer, safetensors) for vLLM/SGLang; "
-        "catalog names pick their BF16 (distills) or FP8 (671B) repository",
+        "catalog names pick their BF16 (distills) or FP8 (671B) repository; NAME-awq picks the AWQ one",
     )  # fmt: skip
     parser.set_defaults(func=handle)
 
