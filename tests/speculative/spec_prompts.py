@@ -66,3 +66,32 @@ def run_all(
         return list(await asyncio.gather(*(collect(engine, p, **params) for p in prompts)))
 
     return asyncio.run(scenario())
+
+
+def long_kb_users(count: int) -> list[str]:
+    """Chinese knowledge-base questions over five articles of the demo mining library each: prompts of
+    ~900-1,600 tokens, past the 512-token KV length where llama.cpp's attention changes strategy."""
+    import re
+    from pathlib import Path
+
+    import bendi
+
+    library = Path(bendi.__file__).parent / "demo" / "mining-safety-cn" / "coalqa"
+    article = re.compile(r"^(第[一二三四五六七八九十百零]+条)(.*)$")
+    lines = (library / "26-煤矿防治水细则.txt").read_text(encoding="utf-8").splitlines()
+    items = [
+        m.groups()
+        for m in (article.match(x.replace("\\n", "").strip()) for x in lines)
+        if m and len(m.group(2)) > 30
+    ]
+    users = []
+    for index in range(0, len(items), max(1, len(items) // count))[:count]:
+        near = [items[(index + k) % len(items)] for k in range(5)]
+        sources = "\n\n".join(
+            f"[{i + 1}] (文件 file: 煤矿防治水细则.txt | {n})\n{n}{t}" for i, (n, t) in enumerate(near)
+        )
+        question = f"《煤矿防治水细则》{near[0][0]}是怎么规定的？请引用原文回答。"
+        users.append(
+            f"<sources>\n{sources}\n</sources>\n\nQuestion: {question}\nAnswer with citations like [1]."
+        )
+    return users

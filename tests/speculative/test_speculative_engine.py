@@ -158,3 +158,25 @@ def test_draft_mode_without_a_draft_model_is_refused_clearly(engine: LlamaCppEng
 
     with pytest.raises(UserInputError, match="draft"):
         engine.configure_speculation("draft", 8)
+
+
+def test_greedy_output_is_unchanged_past_512_tokens_of_context(smollm2_path: Path) -> None:
+    """Long knowledge-base prompts with two threads: there a one-token decode and a verification batch
+    used different attention code in stock llama.cpp (split KV vs per-row), and 2 of 8 answers changed.
+    Each prompt is cached first, so both ways start from the same prompt state."""
+    from spec_prompts import long_kb_users
+
+    config = ContextConfig(context_tokens=2048, sequences=2, batch_tokens=512, threads=2)
+    engine = LlamaCppEngine("smollm2:135m", smollm2_path, config)
+    try:
+        prompts = [engine.render_chat([ChatMessage("system", SYSTEM), ChatMessage("user", u)]).text
+                   for u in long_kb_users(6)]  # fmt: skip
+        assert min(engine.count_tokens(p) for p in prompts) > 600
+        for prompt in prompts:
+            engine.configure_speculation("off", 8)
+            run_all(engine, [prompt], max_tokens=1, temperature=0)  # into the cache
+            plain = run_all(engine, [prompt], max_tokens=96, temperature=0)[0][0]
+            engine.configure_speculation("lookup", 8)
+            assert run_all(engine, [prompt], max_tokens=96, temperature=0)[0][0] == plain
+    finally:
+        asyncio.run(engine.close())

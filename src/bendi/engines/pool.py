@@ -125,7 +125,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
 
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
-    from bendi.engines.llamacpp.speculate_policy import DRAFT_UNSUPPORTED
+    from bendi.engines.llamacpp.speculate_policy import DRAFT_UNSUPPORTED, exact_attention_for
 
     config = ContextConfig(
         context_tokens=settings.context_tokens,
@@ -141,6 +141,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
     # skip the pool, and llama.cpp must never be the one to find out.
     if settings.speculative == "draft":  # refused before the weights are loaded, not after
         raise UserInputError(DRAFT_UNSUPPORTED)
+    exact_attention_for(settings.speculative)
     engine = LlamaCppEngine(model.name, model.path, config, check_adapters(model))
     engine.configure_speculation(settings.speculative, settings.speculative_tokens)
     return engine
