@@ -96,9 +96,14 @@ PREFERENCE = {"FP8": 0, "BF16": 1, "AWQ": 2}
 
 def _runs_awq(hw: HardwareProfile, spec: GpuSpec | None) -> bool:
     """vLLM's AWQ kernels need compute capability 7.5 (Turing) or newer: the probe's figure, else the table's."""
-    probed = [g.compute_capability for g in hw.gpus if g.compute_capability]
+    try:
+        probed = [
+            tuple(map(int, g.compute_capability.split(".")[:2])) for g in hw.gpus if g.compute_capability
+        ]
+    except ValueError:  # a hand-written profile with an odd figure: the table decides
+        probed = []
     if probed:
-        return all(tuple(map(int, c.split(".")[:2])) >= (7, 5) for c in probed)
+        return all(cc >= (7, 5) for cc in probed)
     return spec is None or spec.awq
 
 
