@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bendi.core.errors import EngineError, ModelTooLargeError
+from bendi.core.errors import EngineError, ModelNotFoundError, ModelTooLargeError
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
 from bendi.engines.messages import GenerationRequest, SamplingParams, TextDelta
@@ -140,3 +140,27 @@ def test_a_broken_model_fails_with_a_reason_and_others_keep_serving(
         return "".join(text)
 
     assert asyncio.run(scenario())
+
+
+def test_a_model_loaded_by_path_answers_to_its_listed_file_name(
+    settings: Settings, smollm2_path: Path, tmp_path: Path
+) -> None:
+    """`bendi serve --model /models/x.gguf` lists `x.gguf` in /v1/models; a client asking for that id
+    gets the loaded file, not "no model file at x.gguf" (it is not a path from the server's directory)."""
+    copy = tmp_path / "elsewhere" / "team-model.Q4_1.gguf"
+    copy.parent.mkdir()
+    copy.symlink_to(smollm2_path)
+    pool = pool_for(small(settings))
+
+    async def scenario() -> None:
+        engine = await pool.acquire(str(copy))
+        assert [m.info.model_name for m in pool.loaded()] == ["team-model.Q4_1.gguf"]
+        assert pool.resolve("team-model.Q4_1.gguf").path == copy.resolve()
+        assert await pool.acquire("team-model.Q4_1.gguf") is engine
+        await pool.aclose()
+
+    asyncio.run(scenario())
+    with pytest.raises(
+        ModelNotFoundError, match="No model file"
+    ):  # not loaded: still only a name, not a path
+        pool.resolve("team-model.Q4_1.gguf")

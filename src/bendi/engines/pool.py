@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from bendi.core.errors import (
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
 from bendi.engines.adapters import CheckedAdapter, adapters_bytes, adapters_identity, check_adapters
+from bendi.engines.draft_choice import draft_for, speculative_mode
 from bendi.engines.engine_select import (
     EngineKind,
     hf_directory_model,
@@ -37,6 +39,8 @@ from bendi.store.resolve import LocalModel, installed_models, resolve_model
 if TYPE_CHECKING:
     from bendi.engines.replicas import ReplicaStatus
     from bendi.engines.stats import EngineStats
+
+log = logging.getLogger("bendi.engines")
 
 FOREVER_S = 100 * 365 * 86400.0  # what `expires_in_s` says for a negative (never) keep-alive
 
@@ -125,7 +129,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
 
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
-    from bendi.engines.llamacpp.speculate_policy import DRAFT_UNSUPPORTED, exact_attention_for
+    from bendi.engines.llamacpp.speculate_policy import DRAFT_NEEDS_MODEL, exact_attention_for
 
     config = ContextConfig(
         context_tokens=settings.context_tokens,
@@ -139,11 +143,24 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
     )
     # Checked again here, not only by the pool: a factory caller (replica sets' local engine) may
     # skip the pool, and llama.cpp must never be the one to find out.
-    if settings.speculative == "draft":  # refused before the weights are loaded, not after
-        raise UserInputError(DRAFT_UNSUPPORTED)
-    exact_attention_for(settings.speculative)
-    engine = LlamaCppEngine(model.name, model.path, config, check_adapters(model))
-    engine.configure_speculation(settings.speculative, settings.speculative_tokens)
+    draft = draft_for(model, settings)
+    mode = speculative_mode(settings, draft)
+    if mode == "draft" and draft is None:  # refused before the weights are loaded, not after
+        raise UserInputError(DRAFT_NEEDS_MODEL)
+    exact_attention_for(mode)
+    adapters = check_adapters(model)
+    try:
+        engine = LlamaCppEngine(
+            model.name, model.path, config, adapters, draft.model.path if draft is not None else None
+        )
+    except UserInputError as exc:
+        if draft is None or draft.strict or "same tokenizer" not in str(exc):
+            raise
+        # The server-wide draft is for its own family: this model is served without it.
+        log.warning("%s is served without the draft model: %s", model.name, exc)
+        draft, mode = None, settings.speculative
+        engine = LlamaCppEngine(model.name, model.path, config, adapters)
+    engine.configure_speculation(mode, settings.speculative_tokens)  # type: ignore[arg-type]
     return engine
 
 
@@ -201,6 +218,13 @@ class EnginePool:
             return None  # judged by the engine server itself, which says so when it runs out of memory
         if model.adapters:  # llama.cpp copies adapter tensors into memory of their own
             model = replace(model, size_bytes=model.size_bytes + adapters_bytes(model.adapters))
+        draft = None
+        with contextlib.suppress(BendiError):  # a missing draft is reported when the model loads
+            draft = draft_for(model, self._settings)
+        if draft is not None:  # its weights and KV cache load beside the model's
+            tokens = self._settings.context_tokens * self._settings.parallel_sequences
+            extra = draft.model.size_bytes + kv_cache_bytes(draft.model, tokens)
+            model = replace(model, size_bytes=model.size_bytes + extra)
         return self._fit_check(model, self._settings.context_tokens, loaded)
 
     # queries -----------------------------------------------------------------------------
@@ -226,6 +250,11 @@ class EnginePool:
             return model
         if name_or_path in self._directories:
             return self._directories[name_or_path]
+        entry = self._loaded.get(name_or_path)
+        if entry is not None and entry.model.source == "file":
+            # A file the operator loaded by path (`bendi serve --model PATH`) is listed under its file
+            # name; clients ask for it by that name, which is no path from the server's directory.
+            return entry.model
         return resolve_model(self._paths, name_or_path)
 
     def loaded(self) -> list[LoadedModel]:

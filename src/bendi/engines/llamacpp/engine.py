@@ -10,11 +10,12 @@ from pathlib import Path
 from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
 from bendi.engines.adapters import CheckedAdapter
 from bendi.engines.chat_template import CHATML_TEMPLATE, ChatTemplate
+from bendi.engines.llamacpp.draft import DraftModel
 from bendi.engines.llamacpp.mailbox import open_mailbox
 from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
 from bendi.engines.llamacpp.scheduler import Scheduler
 from bendi.engines.llamacpp.sequence import Sequence as ActiveSequence
-from bendi.engines.llamacpp.speculate_policy import DRAFT_UNSUPPORTED, SpeculationPolicy, SpeculativeMode
+from bendi.engines.llamacpp.speculate_policy import DRAFT_NEEDS_MODEL, SpeculationPolicy, SpeculativeMode
 from bendi.engines.messages import ChatMessage, Finished, GenerationEvent, GenerationRequest, RenderedPrompt
 from bendi.engines.protocol import EngineInfo
 from bendi.engines.stats import EngineStats
@@ -27,9 +28,20 @@ class LlamaCppEngine:
     moves requests and events between it and the event loop, so /health never waits on a token."""
 
     def __init__(
-        self, name: str, path: Path, config: ContextConfig, adapters: Sequence[CheckedAdapter] = ()
+        self,
+        name: str,
+        path: Path,
+        config: ContextConfig,
+        adapters: Sequence[CheckedAdapter] = (),
+        draft_path: Path | None = None,
     ) -> None:
         self._model = LlamaModel(path, config, adapters)  # LoRA adapters: checked by the pool first
+        try:  # a draft model for speculative=draft: same tokenizer, checked here
+            self._draft = DraftModel(draft_path, config, self._model) if draft_path is not None else None
+        except BaseException:
+            self._model.close()
+            raise
+        self.draft_name = draft_path.name if draft_path is not None else None
         self.adapters = tuple(adapters)
         self._config = config
         meta = self._model.metadata
@@ -44,6 +56,7 @@ class LlamaCppEngine:
             batch_tokens=config.batch_tokens,
             prefill_chunk_tokens=config.prefill_chunk_tokens,
             prompt_cache_mb=config.prompt_cache_mb,
+            draft=self._draft,
         )
         self._embedder: LlamaModel | None = None
         self._embed_lock = asyncio.Lock()
@@ -58,7 +71,10 @@ class LlamaCppEngine:
             parameters=self._model.parameters,
             quantization=self._model.quantization,
             file_bytes=path.stat().st_size,
-            memory_bytes=self._model.size_bytes + self._model.kv_cache_bytes + self._model.adapter_bytes,
+            memory_bytes=self._model.size_bytes
+            + self._model.kv_cache_bytes
+            + self._model.adapter_bytes
+            + (self._draft.memory_bytes if self._draft is not None else 0),
             supports_embeddings=True,
             embeddings_are_fallback=not self._model.has_trained_pooling,
         )
@@ -81,8 +97,8 @@ class LlamaCppEngine:
 
     def configure_speculation(self, mode: SpeculativeMode, max_tokens: int) -> None:
         """Settings `speculative` and `speculative_tokens` (docs/engine.md, Speculative decoding)."""
-        if mode == "draft":
-            raise UserInputError(DRAFT_UNSUPPORTED)
+        if mode == "draft" and self._draft is None:
+            raise UserInputError(DRAFT_NEEDS_MODEL)
         self._scheduler.set_speculation(SpeculationPolicy(mode=mode, max_tokens=max_tokens))
 
     def render_chat(
@@ -196,5 +212,7 @@ class LlamaCppEngine:
         await asyncio.to_thread(self._scheduler.shutdown)
         with contextlib.suppress(Exception):
             self._model.close()
+            if self._draft is not None:
+                self._draft.close()
             if self._embedder is not None:
                 self._embedder.close()

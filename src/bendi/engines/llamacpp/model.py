@@ -56,7 +56,7 @@ class ContextConfig:
     # (a sequence's cells never move, so its numbers do not depend on what else is running).
     unified_kv: bool = False
     # Prompt tokens one step may add while other streams are generating: bounds their stall.
-    prefill_chunk_tokens: int = 64
+    prefill_chunk_tokens: int = 128  # core/settings.py says why
     # RAM for the KV of prefixes evicted from slots (restored for a later prompt that shares them).
     prompt_cache_mb: int = 0
 

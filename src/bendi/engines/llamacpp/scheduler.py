@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from bendi.engines.llamacpp import mailbox
+from bendi.engines.llamacpp.draft import DraftModel
 from bendi.engines.llamacpp.model import LlamaModel
 from bendi.engines.llamacpp.prefill import plan_prefill
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
@@ -71,9 +72,10 @@ class Scheduler:
         *,
         sequences: int,
         batch_tokens: int,
-        prefill_chunk_tokens: int = 256,
+        prefill_chunk_tokens: int = 128,
         prompt_cache_mb: int = 0,
         speculation: SpeculationPolicy | None = None,
+        draft: DraftModel | None = None,
     ) -> None:
         import llama_cpp
 
@@ -98,6 +100,7 @@ class Scheduler:
         )
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
         self._policy = speculation or SpeculationPolicy()
+        self._draft = draft  # proposes tokens when the policy's mode is "draft"
         # Rejected proposals are removed from the KV cache by position; recurrent state cannot be.
         self._can_speculate = not self._is_recurrent(llama_cpp, model)
         self._thread = threading.Thread(
@@ -180,6 +183,8 @@ class Scheduler:
                 for slot in self._slots:
                     slot.owner, slot.tokens = None, []
                 self._lib.llama_memory_clear(self._model.memory, True)
+                if self._draft is not None:
+                    self._draft.reset()
             if not self._active:  # otherwise the next step sends them just before its decode
                 self._flush()
         for seq in self._active + list(self._waiting) + list(self._incoming):
@@ -413,27 +418,47 @@ class Scheduler:
         policy = self._policy
         for seq in generating:
             seq.proposals = []
-        if not (policy.enabled and self._can_speculate):
+        # Proposals come from the draft model in draft mode, and in auto mode when there is one.
+        drafting = self._draft is not None and policy.mode in ("draft", "auto")
+        if not (policy.enabled and self._can_speculate) or (policy.mode == "draft" and not drafting):
             return 0
-        # Auto mode steps aside while prompts are prefilled: the step is compute-bound already.
+        # Auto mode steps aside while prompts are prefilled (the step is compute-bound already) and
+        # while speculating measures slower than not.
         if policy.mode == "auto" and (
             len(generating) < len(self._active) or not policy.want_speculation(len(generating))
         ):
             return 0
         room = self._batch_tokens - len(generating)
         total = 0
+        wants: list[tuple[Sequence, int]] = []
         for seq in generating:
             if room <= total:
                 break
             state = seq.spec
             if state is None:  # index this sequence's history once, then token by token
-                history = self._slots[seq.slot].tokens + [seq.next_token]  # type: ignore[list-item]
-                state = seq.spec = SpecState(NgramIndex(history))
+                state = seq.spec = SpecState(None if drafting else NgramIndex(self._history(seq)))
             # Never past max_tokens (hence the context): the last token emitted is never decoded.
             left = seq.max_new_tokens - seq.generated - 1
-            seq.proposals = policy.proposal(state, min(left, room - total))
-            total += len(seq.proposals)
+            limit = min(left, room - total)
+            if drafting:
+                length = policy.proposal_length(state, limit)
+                if length:
+                    wants.append((seq, length))
+                total += length
+            else:
+                seq.proposals = policy.proposal(state, limit)
+                total += len(seq.proposals)
+        if wants and self._draft is not None:
+            histories = [(seq.slot, self._history(seq), n) for seq, n in wants]
+            for (seq, _), proposals in zip(wants, self._draft.propose(histories), strict=True):
+                seq.proposals = proposals
+            total = sum(len(seq.proposals) for seq in generating)
         return total
+
+    def _history(self, seq: Sequence) -> list[int]:
+        """A generating sequence's tokens so far: its slot's, then the one about to be decoded."""
+        assert seq.next_token is not None
+        return [*self._slots[seq.slot].tokens, seq.next_token]
 
     def _verify(self, seq: Sequence, index: int) -> None:
         """Sample at the sequence's token and each proposal in turn while they agree; keep the KV of
@@ -480,7 +505,7 @@ class Scheduler:
             return False
         seq.generated += 1
         self._generated += 1
-        if seq.spec is not None:
+        if seq.spec is not None and seq.spec.index is not None:
             seq.spec.index.append(token)
         if seq.push_text(self._model.piece(token)):
             seq.finish("stop", emit_tail=False)

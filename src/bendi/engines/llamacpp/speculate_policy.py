@@ -10,9 +10,9 @@ from typing import Literal
 from bendi.engines.llamacpp.speculate import NgramIndex
 
 SpeculativeMode = Literal["off", "lookup", "draft", "auto"]
-DRAFT_UNSUPPORTED = (
-    "speculative=draft needs a draft model, which this build of bendi cannot load yet; "
-    "use speculative=auto or lookup (prompt lookup), or off."
+DRAFT_NEEDS_MODEL = (
+    "speculative=draft needs a draft model: set draft_model (BENDI_DRAFT_MODEL, or `bendi serve --draft "
+    "MODEL`) to a small model with the same tokenizer, or use speculative=auto or lookup (prompt lookup)."
 )
 
 # bendi's llama.cpp patch 0002: with this set before the process's first attention, a one-token decode
@@ -42,7 +42,7 @@ RETRY_STEPS = 24
 class SpecState:
     """Speculation state of one generating sequence."""
 
-    index: NgramIndex
+    index: NgramIndex | None  # prompt lookup's n-gram history; None when a draft model proposes
     length: int = START_TOKENS  # proposal length for the next step
     acceptance: float = 1.0  # moving share of proposals accepted
     rest: int = 0  # steps left before proposing again
@@ -66,11 +66,11 @@ class SpeculationPolicy:
 
     @property
     def enabled(self) -> bool:
-        return self.mode in ("lookup", "auto") and self.max_tokens > 0
+        return self.mode != "off" and self.max_tokens > 0
 
     def want_speculation(self, generating: int) -> bool:
         """Whether a step with this many generating sequences (and no prompt tokens) speculates."""
-        if self.mode == "lookup":
+        if self.mode in ("lookup", "draft"):
             return True
         rates = self._rates.setdefault(generating, _Rates())
         if rates.spec == 0.0 or rates.plain == 0.0:  # measure both ways first
@@ -79,12 +79,17 @@ class SpeculationPolicy:
             return rates.since_plain < RETRY_STEPS
         return rates.since_spec >= RETRY_STEPS
 
-    def proposal(self, state: SpecState, room: int) -> list[int]:
-        """This sequence's proposals for the next step, at most `room` tokens."""
+    def proposal_length(self, state: SpecState, room: int) -> int:
+        """How many tokens this sequence may propose for the next step (0 while it rests)."""
         if state.rest > 0:
             state.rest -= 1
-            return []
-        return state.index.propose(min(state.length, self.max_tokens, room))
+            return 0
+        return max(0, min(state.length, self.max_tokens, room))
+
+    def proposal(self, state: SpecState, room: int) -> list[int]:
+        """This sequence's prompt-lookup proposals for the next step, at most `room` tokens."""
+        length = self.proposal_length(state, room)
+        return state.index.propose(length) if state.index is not None and length else []
 
     def record_sequence(self, state: SpecState, proposed: int, accepted: int) -> None:
         self.proposed += proposed
