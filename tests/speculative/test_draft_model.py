@@ -14,6 +14,7 @@ from spec_prompts import QUESTIONS, kb_prompt, run_all
 from vocab_files import with_one_token_renamed
 
 from bendi.core.errors import UserInputError
+from bendi.engines.llamacpp.draft import vocabulary_mismatch
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
 
@@ -71,3 +72,49 @@ def test_a_draft_with_another_tokenizer_is_refused(smollm2_path: Path, tmp_path:
     with pytest.raises(UserInputError, match="same tokenizer") as refused:
         LlamaCppEngine("smollm2:135m", smollm2_path, config, draft_path=other)
     assert "other-tokenizer.gguf cannot draft" in str(refused.value) and "token " in str(refused.value)
+
+
+class Vocab:
+    """A vocabulary to test the rule on: `n` tokens named t0, t1, ..., end-of-generation tokens `ends`."""
+
+    def __init__(self, n: int, ends: tuple[int, ...] = (2,), renamed: int | None = None) -> None:
+        self.n_vocab, self.end_of_generation_tokens, self._renamed = n, ends, renamed
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        return b"other" if token == self._renamed else f"t{token}".encode()
+
+
+def test_the_tokenizer_check_allows_padding_rows_and_nothing_else() -> None:
+    qwen_1_5b, qwen_7b = Vocab(151_936), Vocab(152_064)  # the R1 Qwen distills' GGUF sizes
+    assert vocabulary_mismatch(qwen_7b, qwen_1_5b) is None
+    assert "151936 tokens" in (vocabulary_mismatch(Vocab(152_065), qwen_1_5b) or "")
+    assert vocabulary_mismatch(qwen_7b, Vocab(151_936, ends=(2, 7))) == "its end-of-generation tokens differ"
+    assert vocabulary_mismatch(qwen_7b, Vocab(151_936, renamed=74 * 100)) is not None  # a sampled token
+
+
+def test_a_long_prompt_reaches_the_draft_a_chunk_per_step(smollm2_path: Path) -> None:
+    """The draft's prefill of a new prompt is spread over steps (a prompt chunk each), so it never
+    stalls the running streams longer than a chunk; the sequence proposes once the draft is level."""
+    from spec_prompts import ARTICLES
+
+    from bendi.engines.llamacpp.draft import DraftModel
+    from bendi.engines.llamacpp.model import LlamaModel
+
+    config = ContextConfig(
+        context_tokens=1024, sequences=1, batch_tokens=256, threads=1, prefill_chunk_tokens=64
+    )
+    target = LlamaModel(smollm2_path, config)
+    draft = DraftModel(smollm2_path, config, target)
+    try:
+        history = target.tokenize(ARTICLES * 2)[:300]
+        assert len(history) == 300
+        calls = [draft.propose([(0, history, 4)]) for _ in range(5)]
+        assert calls[:4] == [[[]]] * 4  # 64 tokens a step: 256 after four steps
+        assert len(calls[4][0]) == 4 and draft.decoded_tokens == 300 + 3  # the last 44, then 3 positions
+        # All four accepted: the draft has decoded three of them already, so only the fourth is new,
+        # then one more position for the second proposal.
+        again = draft.propose([(0, [*history, *calls[4][0]], 2)])
+        assert len(again[0]) == 2 and draft.decoded_tokens == 303 + 1 + 1
+    finally:
+        draft.close()
+        target.close()

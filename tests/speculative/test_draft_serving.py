@@ -52,6 +52,12 @@ def test_draft_mode_without_a_draft_model_says_what_to_set(
     # The operator's configuration, not the request: a load failure (503) that says what to set.
     assert refused.value.status_code == 503 and "BENDI_DRAFT_MODEL" in str(refused.value)
 
+    missing = bendi_server_factory(env={"BENDI_DRAFT_MODEL": "deepseek-r1:1.5b"})  # not installed
+    with pytest.raises(openai.APIStatusError) as not_found:
+        answer(missing)
+    assert not_found.value.status_code == 503  # not 404: the model asked for is there
+    assert "draft model 'deepseek-r1:1.5b' for smollm2:135m cannot be found" in str(not_found.value)
+
 
 def test_a_draft_of_another_tokenizer_is_an_error_for_its_model_and_skipped_server_wide(
     bendi_server_factory: Callable[..., ServerProcess], smollm2_path: Path, tmp_path: Path

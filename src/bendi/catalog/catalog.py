@@ -82,6 +82,7 @@ class ModelVariant:
     license: str
     reasoning: bool
     source: str = "hub"  # "hub" or "bundled"
+    tokenizer: str | None = None  # models of one tokenizer can draft for each other (draft_pairing.py)
 
     @property
     def short_name(self) -> str:
@@ -179,6 +180,7 @@ def _build_variants(family: FamilySpec) -> list[ModelVariant]:
                     license=family.license,
                     reasoning=family.reasoning,
                     source=model.source,
+                    tokenizer=model.tokenizer,
                 )
             )
     return out

@@ -11,6 +11,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# GGUF vocabularies of one tokenizer may differ by padding rows (DeepSeek-R1-Distill-Qwen-1.5B has 151,936
+# tokens, the 7B 152,064); llama.cpp's draft check and bendi's (engines/llamacpp/draft.py) allow 128.
+MAX_VOCAB_PADDING = 128
+
+
 class ArchitectureSpec(_Strict):
     arch: str
     n_layers: int = Field(gt=0)
@@ -98,6 +103,9 @@ class ModelSpec(_Strict):
     architecture: ArchitectureSpec
     quants: dict[str, float] = Field(default_factory=dict)  # quant -> size in decimal GB
     variants: tuple[VariantSpec, ...] = ()
+    # Models naming the same tokenizer can draft for each other (speculative decoding,
+    # catalog/draft_pairing.py); None: the catalog holds no partner for it.
+    tokenizer: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9][a-z0-9.\-]*$")
 
     @model_validator(mode="after")
     def _has_default(self) -> ModelSpec:
@@ -124,4 +132,20 @@ class FamilySpec(_Strict):
     def _default_exists(self) -> FamilySpec:
         if self.default_tag not in self.models:
             raise ValueError(f"default_tag {self.default_tag!r} is not one of the models")
+        return self
+
+    @model_validator(mode="after")
+    def _one_vocabulary_per_tokenizer(self) -> FamilySpec:
+        """A tokenizer name is a promise the draft check (engines/llamacpp/draft.py) will keep: vocabularies
+        that differ by more than padding cannot be one tokenizer."""
+        sizes: dict[str, dict[str, int]] = {}
+        for tag, model in self.models.items():
+            if model.tokenizer:
+                sizes.setdefault(model.tokenizer, {})[tag] = model.architecture.vocab_size
+        for name, by_tag in sizes.items():
+            if max(by_tag.values()) - min(by_tag.values()) > MAX_VOCAB_PADDING:
+                raise ValueError(
+                    f"tokenizer {name!r}: vocabulary sizes {by_tag} differ by more than the "
+                    f"{MAX_VOCAB_PADDING} padding rows one tokenizer allows"
+                )
         return self

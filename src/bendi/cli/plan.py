@@ -83,6 +83,7 @@ def _variant(args: argparse.Namespace) -> Any:
 def handle(args: argparse.Namespace) -> int:
     from bendi.catalog.advisor import hardware_options, rank_variants
     from bendi.catalog.catalog import load_catalog
+    from bendi.catalog.draft_pairing import advise_draft
     from bendi.catalog.engine_choice import plan_serving
     from bendi.engines.plan_command import launch_command
 
@@ -104,12 +105,15 @@ def handle(args: argparse.Namespace) -> int:
         quant_given = bool(args.quant) or load_catalog().names_quant(args.model)
         plan = plan_serving(_variant(args), machine, args.context_tokens, args.engine, quant_given)
         launch = launch_command(plan)  # engines/plan_command.py
+        # A small model of the same tokenizer that speeds llama.cpp up (catalog/draft_pairing.py).
+        draft = advise_draft(plan)
         # What `bendi serve` would do here with what is installed (only for this machine, not a described one).
         here = _installed_here(args) if machine.label == "this machine" else None
         if args.json:
-            print(json.dumps({**plan.to_json(), **launch, "installed": here}, indent=2, ensure_ascii=False))
+            found = {**plan.to_json(), **launch, "draft_model": draft.to_json() if draft else None}
+            print(json.dumps({**found, "installed": here}, indent=2, ensure_ascii=False))
         else:
-            _print_plan(plan, launch)
+            _print_plan(plan, launch, draft)
             if here is not None:
                 _console().print(f"Installed here: {_escape(here['summary'])}")
         return 0 if plan.fits else 2
@@ -181,7 +185,7 @@ def _speed(tps: float) -> str:
     return f"{tps:,.1f}" if tps else "-"
 
 
-def _print_plan(plan: Any, launch: dict[str, Any]) -> None:
+def _print_plan(plan: Any, launch: dict[str, Any], draft: Any = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -223,7 +227,43 @@ def _print_plan(plan: Any, launch: dict[str, Any]) -> None:
         console.print(f"Command: {escape(launch['command_line'])}")
         for extra in (*launch["worker_node_commands"], *launch["command_notes"]):
             console.print(f"  {escape(extra)}")
+    if draft is not None:
+        _print_draft(console, plan, draft)
     console.print("[dim]GB = 10^9 bytes. Speeds are single-user estimates (see docs/advisor.md).[/]")
+
+
+def _print_draft(console: Any, plan: Any, draft: Any) -> None:
+    """The "Draft model" section: which one, its memory, the expected speed-up and the command; one sentence
+    when there is none or it is not recommended."""
+    from rich.markup import escape
+
+    if not draft.recommended:
+        verdict = "not recommended" if draft.draft is not None else "none"
+        console.print(f"[bold]Draft model:[/] {verdict}. {escape(draft.reason)}")
+        return
+    memory, speed = draft.memory, draft.speedup
+    buffers = memory.extra_bytes - memory.weights_bytes - memory.kv_cache_bytes
+    main = memory.main
+    k = speed.proposed_tokens
+    console.print("[bold]Draft model[/] (speculative decoding: a small model guesses, the big one checks)")
+    console.print(f"  {escape(draft.reason)}")
+    console.print(
+        f"  extra memory  {_gb(memory.extra_bytes)}: {_gb(memory.weights_bytes)} of weights, "
+        f"{_gb(memory.kv_cache_bytes)} of KV cache (its memory of the conversation), {_gb(buffers)} of working space;"
+    )
+    console.print(
+        f"                fits in the {_gb(main.free_bytes or 0)} of {main.where} the model leaves free"
+    )
+    console.print(
+        f"  expected      {speed.low:.1f}x to {speed.high:.1f}x the plain speed (about "
+        f"{plan.decode_tokens_per_s * speed.low:,.1f} to {plan.decode_tokens_per_s * speed.high:,.1f} tok/s "
+        f"instead of {plan.decode_tokens_per_s:,.1f}), guessing {k} token{'s' if k > 1 else ''} ahead,"
+    )
+    console.print(
+        "                if 50% to 70% of the guesses are right: an assumption, not measured (docs/advisor.md)"
+    )
+    console.print(f"  command       bendi pull {escape(draft.draft_name)}   (once, to download it)")
+    console.print(f"                {escape(' '.join(draft.command))}")
 
 
 def _print_ranking(label: str, fitting: list[Any], rejected: list[Any]) -> None:

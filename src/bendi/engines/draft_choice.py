@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bendi.core.errors import UserInputError
+from bendi.core.errors import ModelNotFoundError, UserInputError
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
 from bendi.store.resolve import LocalModel, resolve_model
@@ -27,7 +27,10 @@ def draft_for(model: LocalModel, settings: Settings) -> DraftChoice | None:
     name = own.draft_model if own is not None and own.draft_model else settings.draft_model
     if not name:
         return None
-    draft = resolve_model(DataPaths(settings.home), name)
+    try:
+        draft = resolve_model(DataPaths(settings.home), name)
+    except ModelNotFoundError as exc:  # the operator's setting, not the model the client asked for
+        raise UserInputError(f"The draft model {name!r} for {model.name} cannot be found: {exc}") from exc
     if draft.format != "gguf":
         raise UserInputError(
             f"The draft model {name!r} is a Hugging Face-format folder; bendi drafts with a GGUF on "

@@ -12,25 +12,42 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from bendi.core.errors import UserInputError
 from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
 from bendi.engines.llamacpp.prompt_cache import common_prefix_length
 
 VOCAB_SAMPLES = 2048  # token pieces compared between target and draft (spread over the vocabulary)
+# Vocabularies padded to different sizes are one tokenizer: DeepSeek-R1-Distill-Qwen-1.5B's GGUF has
+# 151,936 tokens, the 7B's 152,064 (llama.cpp's own draft check allows 128 too).
+MAX_PADDING_DIFFERENCE = 128
 
 
-def vocabulary_mismatch(target: LlamaModel, draft: LlamaModel) -> str | None:
-    """Why `draft` cannot propose tokens for `target` (None when their vocabularies agree): the same
-    size, the same end-of-generation tokens and the same text for tokens across the vocabulary."""
-    if target.n_vocab != draft.n_vocab:
+class Vocabulary(Protocol):
+    n_vocab: int
+
+    @property
+    def end_of_generation_tokens(self) -> tuple[int, ...]: ...
+
+    def piece(self, token: int, *, special: bool = False) -> bytes: ...
+
+
+def vocabulary_mismatch(target: Vocabulary, draft: Vocabulary) -> str | None:
+    """Why `draft` cannot propose tokens for `target` (None when they share a tokenizer): sizes
+    within padding of each other, the same end-of-generation tokens, and the same text for tokens
+    spread over the vocabulary they have in common."""
+    if abs(target.n_vocab - draft.n_vocab) > MAX_PADDING_DIFFERENCE:
         return f"its vocabulary has {draft.n_vocab} tokens, the model's {target.n_vocab}"
-    if set(target.end_of_generation_tokens) != set(draft.end_of_generation_tokens):
+    shared = min(target.n_vocab, draft.n_vocab)
+    ends = ({t for t in model.end_of_generation_tokens if t < shared} for model in (target, draft))
+    if next(ends) != next(ends):
         return "its end-of-generation tokens differ"
-    step = max(1, target.n_vocab // VOCAB_SAMPLES)
-    for token in range(0, target.n_vocab, step):
-        if target.piece(token, special=True) != draft.piece(token, special=True):
-            return f"token {token} is {draft.piece(token, special=True)!r} in it but {target.piece(token, special=True)!r}"
+    step = max(1, shared // VOCAB_SAMPLES)
+    for token in range(0, shared, step):
+        theirs, ours = draft.piece(token, special=True), target.piece(token, special=True)
+        if theirs != ours:
+            return f"token {token} is {theirs!r} in it but {ours!r}"
     return None
 
 
@@ -51,9 +68,11 @@ class DraftModel:
                 "same tokenizer, e.g. DeepSeek-R1-Distill-Qwen-1.5B for the 7B, 14B and 32B Qwen distills."
             )
         self._batch_tokens = config.batch_tokens
+        self._catch_up_tokens = config.prefill_chunk_tokens
         self._batch = llama_cpp.llama_batch_init(config.batch_tokens, 0, 1)
         self._greedy = llama_cpp.llama_sampler_init_greedy()
         self._tokens: list[list[int]] = [[] for _ in range(config.sequences)]  # each slot's draft KV
+        self._usable = min(target.n_vocab, self.model.n_vocab)  # a padding row is never proposed
         self.decoded_tokens = 0  # draft tokens computed (prompts included), for the stats
 
     @property
@@ -79,6 +98,8 @@ class DraftModel:
         while current:
             step: dict[int, int] = {}
             for i, token in current.items():
+                if token >= self._usable:  # a padding row of the larger vocabulary: the target has none
+                    continue
                 proposals[i].append(token)
                 if len(proposals[i]) < wants[i][2] and token not in self.model.end_of_generation_tokens:
                     step[i] = token
@@ -87,8 +108,13 @@ class DraftModel:
 
     def _catch_up(self, wants: Sequence[tuple[int, Sequence[int], int]]) -> dict[int, int]:
         """Trim each slot's draft cells to what the target's history shares, decode the rest, and
-        return the draft's next token for each want (index in `wants`) that asks for any."""
+        return the draft's next token for each want (index in `wants`) that is now level.
+
+        At most `catch_up_tokens` are decoded per call: a sequence further behind (a new prompt of
+        thousands of tokens) catches up over several steps and proposes nothing meanwhile, so the
+        draft's prefill never stalls the other streams for longer than a prompt chunk would."""
         pending: dict[int, list[int]] = {}
+        budget = self._catch_up_tokens
         for i, (slot, history, count) in enumerate(wants):
             if count <= 0 or not history:
                 continue
@@ -100,13 +126,27 @@ class DraftModel:
                     keep = 0
                 del have[keep:]
             pending[i] = list(history[keep:])
-        return self._decode(pending, wants)
+            if len(pending[i]) > budget:
+                pending[i] = pending[i][:budget]  # partly now, the rest in later steps
+            budget -= len(pending[i])
+            if budget <= 0:
+                break
+        level = {
+            i
+            for i, tokens in pending.items()
+            if len(self._tokens[wants[i][0]]) + len(tokens) == len(wants[i][1])
+        }
+        return self._decode(pending, wants, level)
 
     def _decode(
-        self, pending: dict[int, list[int]], wants: Sequence[tuple[int, Sequence[int], int]]
+        self,
+        pending: dict[int, list[int]],
+        wants: Sequence[tuple[int, Sequence[int], int]],
+        sample: set[int] | None = None,
     ) -> dict[int, int]:
         """Decode each want's pending tokens into its slot (in slot order, a batch at a time) and
-        sample the draft's greedy token after the last of them."""
+        sample the draft's greedy token after the last of them (for the wants in `sample`: all by
+        default)."""
         lib, batch, ctx = self._lib, self._batch, self.model.ctx
         queue = [
             (wants[i][0], i, token)
@@ -124,8 +164,9 @@ class DraftModel:
                 batch.seq_id[n][0] = slot
                 tokens.append(token)
                 last[i] -= 1
-                batch.logits[n] = 1 if last[i] == 0 else 0
-                if last[i] == 0:
+                wanted = last[i] == 0 and (sample is None or i in sample)
+                batch.logits[n] = 1 if wanted else 0
+                if wanted:
                     ends.append((i, n))
             batch.n_tokens = len(part)
             if lib.llama_decode(ctx, batch) != 0:
