@@ -142,17 +142,33 @@ def test_the_policy_grows_shrinks_and_rests() -> None:
 
 
 def test_auto_mode_keeps_the_faster_way_and_retries_the_other() -> None:
+    from bendi.engines.llamacpp.speculate_policy import RETRY_STEPS, TRIAL_STEPS
+
     policy = SpeculationPolicy(mode="auto")
-    assert policy.want_speculation(1)  # unmeasured: try it
-    policy.record_step(1, True, 1, 0.02)  # speculation: 50 tok/s
-    assert not policy.want_speculation(1)  # plain not measured yet
-    policy.record_step(1, False, 1, 0.01)  # plain: 100 tok/s
-    assert not policy.want_speculation(1)
-    for _ in range(30):
-        policy.record_step(1, False, 1, 0.01)
-    assert policy.want_speculation(1)  # retried after a while
+
+    def steps(count: int, speculated: bool, tokens: int, seconds: float) -> list[bool]:
+        wanted = []
+        for _ in range(count):
+            wanted.append(policy.want_speculation(1))
+            policy.record_step(1, speculated, tokens, seconds)
+        return wanted
+
+    # Unmeasured: each way is tried for a few steps, speculation first.
+    assert steps(TRIAL_STEPS, True, 1, 0.02) == [True] * TRIAL_STEPS  # 50 tok/s
+    assert steps(TRIAL_STEPS, False, 1, 0.01) == [False] * TRIAL_STEPS  # 100 tok/s
+    assert steps(RETRY_STEPS - TRIAL_STEPS, False, 1, 0.01) == [False] * (RETRY_STEPS - TRIAL_STEPS)
+    # After a while the loser gets a trial of several steps, not one noisy step ...
+    assert steps(TRIAL_STEPS, True, 4, 0.02) == [True] * TRIAL_STEPS  # 200 tok/s: a quoting answer began
+    assert policy.want_speculation(1)  # ... and wins now
+    # Judged on sums, not an average of step rates: one rejected proposal among accepted runs
+    # (1 token in 30 ms next to 6 in 20 ms) does not hand the answer to plain decoding.
+    policy.record_step(1, True, 1, 0.03)
+    assert policy.want_speculation(1)
     policy.record_step(8, True, 24, 0.02)
     policy.record_step(8, False, 8, 0.02)
     assert policy.want_speculation(8)  # another batch size, its own measurements
+    successor = SpeculationPolicy(mode="auto")
+    successor.carry_over(policy)  # a new setting keeps what the engine measured
+    assert successor.want_speculation(1) and successor.proposed == policy.proposed
     assert SpeculationPolicy(mode="lookup").want_speculation(3)
     assert not SpeculationPolicy(mode="off").enabled

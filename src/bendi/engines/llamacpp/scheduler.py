@@ -128,7 +128,7 @@ class Scheduler:
         return any(bool(check(model.model)) for check in checks if check is not None)
 
     def set_speculation(self, policy: SpeculationPolicy) -> None:
-        policy.proposed, policy.accepted = self._policy.proposed, self._policy.accepted
+        policy.carry_over(self._policy)
         self._policy = policy  # read by the scheduler thread at its next step
 
     @property

@@ -29,13 +29,18 @@ def exact_attention_for(mode: str) -> None:
 
 
 START_TOKENS = 4  # a new sequence's first proposal length; it grows while proposals hold
-RATE_EMA = 0.15  # weight of the newest step in the tokens/second averages
+# Tokens and seconds of each way are summed with this decay per step of that way (a window of ~10
+# steps), and compared as sums: one step's rate is noisy (a rejected proposal: 1 token in a long
+# step; an accepted run: 6 in a short one), and an average of such rates let a few bad steps in a row
+# hand a quoting answer to plain decoding for most of its length.
+RATE_DECAY = 0.1
 # A sequence whose proposals were mostly wrong rests this many steps before proposing again.
 REST_STEPS = 8
 MIN_ACCEPTANCE = 0.25  # below this share of accepted proposals, a sequence rests
 # In auto mode the losing way is retried after this many steps, so a change in the text or the
 # load (a quoting answer starts, other streams join) is noticed.
 RETRY_STEPS = 24
+TRIAL_STEPS = 4  # ... for this many steps in a row, so the retry is judged on more than one step
 
 
 @dataclass
@@ -49,11 +54,33 @@ class SpecState:
 
 
 @dataclass
+class _Way:
+    """Decayed sums of the tokens and seconds of the steps taken one way."""
+
+    tokens: float = 0.0
+    seconds: float = 0.0
+    since: int = 0  # steps taken the other way since this way's last
+
+    @property
+    def measured(self) -> bool:
+        return self.seconds > 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens = self.tokens * (1 - RATE_DECAY) + tokens
+        self.seconds = self.seconds * (1 - RATE_DECAY) + seconds
+        self.since = 0
+
+
+@dataclass
 class _Rates:
-    spec: float = 0.0  # tokens/s of steps that speculated (moving average; 0 = not measured)
-    plain: float = 0.0
-    since_spec: int = 0  # steps since the last measured one of each kind
-    since_plain: int = 0
+    spec: _Way = field(default_factory=_Way)
+    plain: _Way = field(default_factory=_Way)
+    trial_left: int = 0  # steps of the current trial of one way
+    trial_spec: bool = False  # which way is on trial
 
 
 @dataclass
@@ -68,16 +95,32 @@ class SpeculationPolicy:
     def enabled(self) -> bool:
         return self.mode != "off" and self.max_tokens > 0
 
+    def carry_over(self, previous: SpeculationPolicy) -> None:
+        """Take over the counters and measured rates of the policy this one replaces: how fast
+        steps are with and without proposals belongs to the engine and its load, not to a setting."""
+        self.proposed, self.accepted = previous.proposed, previous.accepted
+        self._rates = previous._rates
+
     def want_speculation(self, generating: int) -> bool:
         """Whether a step with this many generating sequences (and no prompt tokens) speculates."""
         if self.mode in ("lookup", "draft"):
             return True
         rates = self._rates.setdefault(generating, _Rates())
-        if rates.spec == 0.0 or rates.plain == 0.0:  # measure both ways first
-            return rates.spec == 0.0
-        if rates.spec >= rates.plain:
-            return rates.since_plain < RETRY_STEPS
-        return rates.since_spec >= RETRY_STEPS
+        if rates.trial_left > 0:
+            rates.trial_left -= 1
+            return rates.trial_spec
+        if not (rates.spec.measured and rates.plain.measured):  # measure both ways first
+            return self._trial(rates, not rates.spec.measured)
+        spec_wins = rates.spec.rate >= rates.plain.rate
+        loser = rates.plain if spec_wins else rates.spec
+        if loser.since >= RETRY_STEPS:  # the text or the load may have changed: try it again
+            return self._trial(rates, not spec_wins)
+        return spec_wins
+
+    @staticmethod
+    def _trial(rates: _Rates, spec: bool) -> bool:
+        rates.trial_left, rates.trial_spec = TRIAL_STEPS - 1, spec
+        return spec
 
     def proposal_length(self, state: SpecState, room: int) -> int:
         """How many tokens this sequence may propose for the next step (0 while it rests)."""
@@ -107,10 +150,6 @@ class SpeculationPolicy:
         if elapsed_s <= 0.0:
             return
         rates = self._rates.setdefault(generating, _Rates())
-        rate = tokens / elapsed_s
-        if speculated:
-            rates.spec = rate if rates.spec == 0.0 else rates.spec + RATE_EMA * (rate - rates.spec)
-            rates.since_spec, rates.since_plain = 0, rates.since_plain + 1
-        else:
-            rates.plain = rate if rates.plain == 0.0 else rates.plain + RATE_EMA * (rate - rates.plain)
-            rates.since_plain, rates.since_spec = 0, rates.since_spec + 1
+        taken, other = (rates.spec, rates.plain) if speculated else (rates.plain, rates.spec)
+        taken.add(tokens, elapsed_s)
+        other.since += 1
