@@ -218,4 +218,7 @@ def test_the_plan_route_reports_what_bendi_plan_does(
     planned = json.loads(out)
     for key in ("engine", "quant", "format", "command", "command_line", "serve_command", "engine_reasons"):
         assert served[key] == planned[key], key
+    for key in ("draft", "command", "speedup"):  # the memory left free moves between two probes
+        assert served["draft_model"][key] == planned["draft_model"][key], key
+    assert served["draft_model"]["draft"] == "deepseek-r1:1.5b"
     assert served["command"]

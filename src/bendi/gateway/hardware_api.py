@@ -39,14 +39,16 @@ def _plan(services: Services, model: str | None, ctx: int | None) -> dict[str, A
     """The `bendi plan --json` object for this machine: one plan, or the ranked list and the rejected."""
     from bendi.catalog.advisor import rank_variants
     from bendi.catalog.catalog import load_catalog
+    from bendi.catalog.draft_pairing import advise_draft
     from bendi.catalog.engine_choice import plan_serving
     from bendi.engines.plan_command import launch_command
 
     profile = _profile(services)
-    if model:  # the same engine, quant and command as `bendi plan MODEL --json`
+    if model:  # the same engine, quant, command and draft model as `bendi plan MODEL --json`
         catalog = load_catalog()
         plan = plan_serving(catalog.resolve(model), profile, ctx, None, catalog.names_quant(model))
-        return {**plan.to_json(), **launch_command(plan)}
+        draft = advise_draft(plan)
+        return {**plan.to_json(), **launch_command(plan), "draft_model": draft.to_json() if draft else None}
     fitting, rejected = rank_variants(profile, ctx)
     return {"machine": profile.label, "plans": [p.to_json() for p in fitting],
             "rejected": [p.to_json() for p in rejected]}  # fmt: skip
