@@ -127,6 +127,7 @@ def engine_identity(model: LocalModel) -> tuple[object, ...]:
 def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
     import psutil
 
+    from bendi.engines.llamacpp.draft import DraftMismatchError
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
     from bendi.engines.llamacpp.speculate_policy import DRAFT_NEEDS_MODEL, exact_attention_for
@@ -153,12 +154,12 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         engine = LlamaCppEngine(
             model.name, model.path, config, adapters, draft.model.path if draft is not None else None
         )
-    except UserInputError as exc:
-        if draft is None or draft.strict or "same tokenizer" not in str(exc):
+    except DraftMismatchError as exc:
+        if draft is None or draft.strict:
             raise
         # The server-wide draft is for its own family: this model is served without it.
         log.warning("%s is served without the draft model: %s", model.name, exc)
-        draft, mode = None, settings.speculative
+        mode = settings.speculative
         engine = LlamaCppEngine(model.name, model.path, config, adapters)
     engine.configure_speculation(mode, settings.speculative_tokens)  # type: ignore[arg-type]
     return engine

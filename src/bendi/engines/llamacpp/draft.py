@@ -24,6 +24,10 @@ VOCAB_SAMPLES = 2048  # token pieces compared between target and draft (spread o
 MAX_PADDING_DIFFERENCE = 128
 
 
+class DraftMismatchError(UserInputError):
+    """The draft model does not share the target's tokenizer."""
+
+
 class Vocabulary(Protocol):
     n_vocab: int
 
@@ -63,7 +67,7 @@ class DraftModel:
         reason = vocabulary_mismatch(target, self.model)
         if reason is not None:
             self.model.close()
-            raise UserInputError(
+            raise DraftMismatchError(
                 f"{path.name} cannot draft for {target.path.name}: {reason}. A draft model must use the "
                 "same tokenizer, e.g. DeepSeek-R1-Distill-Qwen-1.5B for the 7B, 14B and 32B Qwen distills."
             )
