@@ -195,6 +195,79 @@ def test_api_key_reaches_a_team_mode_replica_and_is_never_logged(cluster: Cluste
     assert cluster.key not in cluster.router.log_path.read_text(errors="replace")
 
 
+def test_a_client_waiting_for_the_whole_answer_gets_it_unstreamed_from_the_replica(cluster: Cluster) -> None:
+    """A non-streaming client's request goes to the replica without streaming (one reply instead of a
+    stream of chunks: fewer writes and wake-ups on both sides) and gives the same greedy answer; a
+    whole reply slower than the request's time limit is that request's timeout (504), not a lost
+    replica."""
+    from bendi.core.errors import RequestTimeoutError
+    from bendi.engines.messages import Finished, GenerationRequest, SamplingParams, TextDelta
+    from bendi.engines.protocol import EngineInfo
+    from bendi.engines.upstream import UpstreamEngine
+
+    prompt = "<|im_start|>user\nName three colours.<|im_end|>\n<|im_start|>assistant\n"
+    params = SamplingParams(temperature=0.0, max_tokens=12)
+
+    async def answer(stream: bool, timeout_s: float = 60.0) -> list[object]:
+        info = EngineInfo(MODEL, "upstream", 1024)
+        engine = UpstreamEngine(cluster.replicas[1].base_url, info, lambda m, g: None, timeout_s=timeout_s)  # type: ignore[arg-type,return-value]
+        try:
+            return [e async for e in engine.generate(GenerationRequest(prompt, params, stream=stream))]
+        finally:
+            await engine.close()
+
+    streamed, whole = asyncio.run(answer(True)), asyncio.run(answer(False))
+    streamed_text = "".join(e.text for e in streamed if isinstance(e, TextDelta))
+    whole_deltas = [e for e in whole if isinstance(e, TextDelta)]
+    assert len(whole_deltas) == 1 and whole_deltas[0].text == streamed_text and streamed_text
+    assert len([e for e in streamed if isinstance(e, TextDelta)]) > 1
+    done_streamed, done_whole = streamed[-1], whole[-1]
+    assert isinstance(done_streamed, Finished) and isinstance(done_whole, Finished)
+    assert done_whole.finish_reason == done_streamed.finish_reason
+    whole_usage, streamed_usage = done_whole.usage, done_streamed.usage  # the second hits the prompt cache
+    assert whole_usage.prompt_tokens == streamed_usage.prompt_tokens
+    assert whole_usage.completion_tokens == streamed_usage.completion_tokens
+    slow = SamplingParams(temperature=0.0, max_tokens=200, ignore_eos=True)
+
+    async def too_slow() -> None:
+        info = EngineInfo(MODEL, "upstream", 1024)
+        engine = UpstreamEngine(cluster.replicas[1].base_url, info, lambda m, g: None, timeout_s=0.05)  # type: ignore[arg-type,return-value]
+        try:
+            async for _ in engine.generate(GenerationRequest(prompt, slow, stream=False)):
+                pass
+        finally:
+            await engine.close()
+
+    with pytest.raises(RequestTimeoutError, match="BENDI_REQUEST_TIMEOUT_S"):
+        asyncio.run(too_slow())
+
+
+def test_a_non_streaming_client_that_leaves_stops_the_replicas_generation(cluster: Cluster) -> None:
+    """The replica is asked without streaming, so the router's only way to stop it is to close the
+    connection when its own client goes away: no replica keeps generating for nobody."""
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell a long story."}],
+        "max_tokens": 1000,  # ~10 s of work on one thread
+        "temperature": 0.7,
+        "ignore_eos": True,
+    }
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(cluster.router.base_url + "/v1/chat/completions", json=body, timeout=1.5)
+
+    def active() -> float:
+        total = 0.0
+        for replica in cluster.replicas:
+            text = httpx.get(replica.base_url + "/metrics", timeout=10).text
+            total += sum(float(v) for v in re.findall(r"^bendi_active_sequences\{[^}]*\} (\S+)$", text, re.M))
+        return total
+
+    wait_for(lambda: active() == 0, 5, "the replicas to stop generating")  # long before the answer could end
+    assert replica_rows(cluster.router, "bendi_replica_in_flight") == dict.fromkeys(
+        (r.base_url for r in cluster.replicas), 0.0
+    )
+
+
 def test_local_engine_as_one_of_the_replicas(cluster: Cluster, tmp_path: Path) -> None:
     """`MODEL=local`: this process's own llama.cpp engine serves beside a remote replica (in process)."""
     from bendi.core.paths import DataPaths

@@ -57,6 +57,9 @@ class GenerationRequest:
     client_id: str = "anonymous"
     # Special/control tokens in `prompt` (e.g. "<|im_start|>") are parsed as such, as templates need.
     parse_special: bool = True
+    # False when the caller waits for the whole answer anyway: an engine may then deliver it in one
+    # piece (a replica is asked without streaming, which saves writes and wake-ups on both sides).
+    stream: bool = True
 
 
 @dataclass(frozen=True)

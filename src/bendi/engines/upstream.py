@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import httpx
 
-from bendi.core.errors import ContextOverflowError, EngineError, UserInputError
+from bendi.core.errors import ContextOverflowError, EngineError, RequestTimeoutError, UserInputError
 from bendi.engines.messages import (
     ChatMessage,
     Finished,
@@ -24,7 +24,7 @@ from bendi.engines.messages import (
 )
 from bendi.engines.protocol import EngineInfo
 from bendi.engines.replicas_chat import ChatDeltas, chat_body, decode_chat
-from bendi.engines.upstream_http import Response, UpstreamHttp, UpstreamHttpError
+from bendi.engines.upstream_http import Response, UpstreamHttp, UpstreamHttpError, UpstreamTimeoutError
 
 ChatRenderer = Callable[[Sequence[ChatMessage], bool], RenderedPrompt]
 # "openai": only the standard fields. "vllm": also top_k, min_p, repetition_penalty, ignore_eos, and
@@ -47,21 +47,28 @@ class UpstreamUnavailableError(EngineError):
 
 
 def request_body(
-    served: str, prompt: str, params: SamplingParams, context_tokens: int, dialect: Dialect
+    served: str,
+    prompt: str,
+    params: SamplingParams,
+    context_tokens: int,
+    dialect: Dialect,
+    *,
+    stream: bool = True,
 ) -> dict[str, Any]:
     """The /v1/completions body. max_tokens is always sent (the OpenAI default is 16) and never above
     the context: vLLM clamps it to the room the prompt leaves, as bendi's llama.cpp engine does."""
     body: dict[str, Any] = {
         "model": served,
         "prompt": prompt,
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": stream,
         "temperature": params.temperature,
         "top_p": params.top_p,
         "presence_penalty": params.presence_penalty,
         "frequency_penalty": params.frequency_penalty,
         "max_tokens": max(1, min(params.max_tokens or context_tokens, context_tokens)),
     }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
     if params.seed is not None:
         body["seed"] = params.seed
     if params.stop:
@@ -107,6 +114,18 @@ def _usage(raw: dict[str, Any], fallback_prompt: int) -> Usage:
         int(raw.get("completion_tokens") or 0),
         int(details.get("cached_tokens") or 0),
     )
+
+
+async def _chunks(response: Response, stream: bool) -> AsyncIterator[dict[str, Any]]:
+    """The answer's JSON objects: each SSE chunk of a stream, or the one object of a whole reply."""
+    if not stream:
+        yield json.loads(await response.read())
+        return
+    # Read on past "[DONE]" to the end of the body (right after it): a connection left mid-body is
+    # closed instead of reused, which costs a connect per request.
+    async for line in response.lines():
+        if line.startswith(b"data:") and not line.endswith(b"[DONE]"):
+            yield json.loads(line[5:])
 
 
 class UpstreamEngine:
@@ -169,7 +188,8 @@ class UpstreamEngine:
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         params = request.params
-        body = request_body(self._served, request.prompt, params, self._info.context_tokens, self._dialect)
+        body = request_body(self._served, request.prompt, params, self._info.context_tokens, self._dialect,
+                            stream=request.stream)  # fmt: skip
         chat = decode_chat(request.prompt)
         path, deltas = "/v1/completions", None
         if chat is not None:
@@ -185,17 +205,13 @@ class UpstreamEngine:
             if response.status != 200:
                 detail = (await response.read()).decode("utf-8", "replace")[:2000]
                 raise refusal(response.status, detail, params.max_tokens)
-            # Read on past "[DONE]" to the end of the body (right after it): a connection left
-            # mid-body is closed instead of reused, which costs a connect per request.
-            async for line in response.lines():
-                if not line.startswith(b"data:") or line.endswith(b"[DONE]"):
-                    continue
-                chunk = json.loads(line[5:])
+            async for chunk in _chunks(response, request.stream):
                 if chunk.get("usage"):
                     usage = _usage(chunk["usage"], usage.prompt_tokens)
                 if chunk.get("error"):
                     raise EngineError(f"The engine failed during the answer: {chunk['error']}")
                 for choice in chunk.get("choices") or ():
+                    # a chunk's delta, or the whole reply's message (ChatDeltas reads either)
                     text = (choice.get("text") or "") if deltas is None else deltas.text(choice)
                     if text:
                         if first_token_at is None:
@@ -204,12 +220,14 @@ class UpstreamEngine:
                         yield TextDelta(text)
                     if choice.get("finish_reason") == "length":
                         finish = "length"
+        except UpstreamTimeoutError as exc:
+            if not request.stream:  # a whole reply that took longer than the request may take
+                raise RequestTimeoutError(
+                    "The request ran past the server's time limit (BENDI_REQUEST_TIMEOUT_S)."
+                ) from exc
+            raise self._lost(exc, first_token_at is None) from exc
         except UpstreamHttpError as exc:
-            where = "before answering" if first_token_at is None else "during the answer"
-            raise UpstreamUnavailableError(
-                f"Lost the connection to the engine server at {self.base_url} {where}: {exc}",
-                before_output=first_token_at is None,
-            ) from exc
+            raise self._lost(exc, first_token_at is None) from exc
         finally:
             if response is not None:
                 await response.aclose()
@@ -221,6 +239,13 @@ class UpstreamEngine:
             usage=usage,
             time_to_first_token_s=(first_token_at or now) - started,
             total_time_s=now - started,
+        )
+
+    def _lost(self, exc: UpstreamHttpError, before_output: bool) -> UpstreamUnavailableError:
+        where = "before answering" if before_output else "during the answer"
+        return UpstreamUnavailableError(
+            f"Lost the connection to the engine server at {self.base_url} {where}: {exc}",
+            before_output=before_output,
         )
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:

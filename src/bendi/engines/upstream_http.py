@@ -24,6 +24,10 @@ class UpstreamHttpError(Exception):
     """The server could not be reached, timed out, or broke the HTTP exchange."""
 
 
+class UpstreamTimeoutError(UpstreamHttpError):
+    """The server sent nothing for the read timeout (a hung server, or a whole reply that took longer)."""
+
+
 @dataclass
 class _Connection:
     reader: asyncio.StreamReader
@@ -82,7 +86,7 @@ class Response:
                         yield data
         except TimeoutError as exc:  # before OSError, of which it is a subclass
             self._discard()
-            raise UpstreamHttpError(f"no data from the server for {timeout:.0f} s") from exc
+            raise UpstreamTimeoutError(f"no data from the server for {timeout:.0f} s") from exc
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             self._discard()
             raise UpstreamHttpError(f"{type(exc).__name__}: {exc}") from exc
@@ -198,7 +202,7 @@ class UpstreamHttp:
                 head = await conn.reader.readuntil(b"\r\n\r\n")
         except TimeoutError as exc:  # before OSError, of which it is a subclass
             conn.close()
-            raise UpstreamHttpError(f"no answer from the server for {self.read_timeout_s:.0f} s") from exc
+            raise UpstreamTimeoutError(f"no answer from the server for {self.read_timeout_s:.0f} s") from exc
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             conn.close()
             nothing_read = not isinstance(exc, asyncio.IncompleteReadError) or not exc.partial

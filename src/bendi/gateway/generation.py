@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,7 @@ class Session:
         finally:
             self._ticket.release()
 
-    async def whole_reply(self, request: Request, reply: Awaitable[dict[str, Any]]) -> JSONResponse:
+    async def whole_reply(self, request: Request, reply: Coroutine[Any, Any, dict[str, Any]]) -> JSONResponse:
         """A non-streaming reply: build it (cancelled if the client leaves), then close this session.
         It holds only JSON types, so it is sent as is: FastAPI's generic encoder, which walks every
         value again, was a tenth of a replica router's CPU per request."""
@@ -118,9 +118,11 @@ async def open_session(
     messages: Sequence[ChatMessage] | None = None,
     prompt: str | None = None,
     keep_alive_s: float | None = None,
+    stream: bool = True,
 ) -> Session:
     """Admit, load, render and start a generation; errors before the first token raise here so the
-    API layer can answer with a proper status (404, 400, 429, 503)."""
+    API layer can answer with a proper status (404, 400, 429, 503). `stream=False` when the client
+    waits for the whole answer (GenerationRequest.stream)."""
     pool = services.engines
     local = pool.resolve(requested_model(services, model))  # unknown model: 404 before queueing
     check_quota(request, services)
@@ -138,7 +140,7 @@ async def open_session(
             text, opens = rendered.text, rendered.opens_reasoning
         else:
             text, opens = prompt or "", False
-        generation = GenerationRequest(text, params, client_id=client_id(request))
+        generation = GenerationRequest(text, params, client_id=client_id(request), stream=stream)
         first, rest = await start_generation(engine.generate(generation).__aiter__())
     except BaseException:
         ticket.release()

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -52,35 +52,37 @@ async def replay(
 
 
 async def run_until_disconnect(
-    request: Request,
-    work: Awaitable[T],
-    *,
-    discard: Callable[[T], Awaitable[None]] | None = None,
-    keep_watching: bool = False,
+    request: Request, work: Coroutine[Any, Any, T], *, keep_watching: bool = False
 ) -> T:
-    """Run `work` (a generation, or opening one), cancelling it if the client goes away meanwhile.
-    `discard` cleans up a result that was ready just as the client left (e.g. closes a session);
-    `keep_watching` leaves the disconnect watch running for a next phase of the same request."""
-    task = asyncio.ensure_future(work)
+    """Run `work` (a generation, or opening one) in this task, cancelling it if the client goes away
+    meanwhile; `keep_watching` leaves the disconnect watch running for a next phase of the same
+    request. The watch cancels this task rather than `work` running in a task of its own: a task
+    and an `asyncio.wait` per phase were a tenth of a replica router's event-loop work. `work` must
+    clean up after itself when cancelled, as it had to in its own task."""
     watch = _disconnect_watch(request)
-    try:
-        while True:
-            done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if task in done:
-                return task.result()
-            if watch in done:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, BendiError):
-                    result = await task
-                    if discard is not None:
-                        await discard(result)
-                raise ClientDisconnectedError("The client closed the connection; the generation was stopped.")
-    except BaseException:
+    state = request.state
+    if watch.done() and not watch.cancelled():  # the client left between phases
+        work.close()
         stop_disconnect_watch(request)
+        raise ClientDisconnectedError("The client closed the connection; the generation was stopped.")
+    this = asyncio.current_task()
+    state.bendi_guarded = this
+    try:
+        return await work
+    except asyncio.CancelledError:
+        # Cancelled by the watch (and by nobody else): the client left.
+        if getattr(state, "bendi_client_gone", False) and this is not None and this.uncancel() == 0:
+            keep_watching = False
+            raise ClientDisconnectedError(
+                "The client closed the connection; the generation was stopped."
+            ) from None
+        keep_watching = False
+        raise
+    except BaseException:
+        keep_watching = False
         raise
     finally:
-        if not task.done():
-            task.cancel()
+        state.bendi_guarded = None
         if not keep_watching:
             stop_disconnect_watch(request)
 
@@ -96,12 +98,17 @@ class ClientDisconnectedError(BendiError):
 async def _wait_for_disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+    request.state.bendi_client_gone = True
+    guarded: asyncio.Task[Any] | None = getattr(request.state, "bendi_guarded", None)
+    if guarded is not None:
+        guarded.cancel()
 
 
 def _disconnect_watch(request: Request) -> asyncio.Task[None]:
-    """One task per request that blocks on `receive()` until the client goes away. Polling
-    `request.is_disconnected()` instead can lose the disconnect message inside Starlette's
-    BaseHTTPMiddleware (its receive is cancelled half-way), and then a gone client is never noticed."""
+    """One task per request that blocks on `receive()` until the client goes away, then cancels the
+    phase in progress (run_until_disconnect). Polling `request.is_disconnected()` instead can lose the
+    disconnect message inside Starlette's BaseHTTPMiddleware (its receive is cancelled half-way), and
+    then a gone client is never noticed."""
     watch: asyncio.Task[None] | None = getattr(request.state, "bendi_disconnect_watch", None)
     if watch is None:
         watch = asyncio.ensure_future(_wait_for_disconnect(request))

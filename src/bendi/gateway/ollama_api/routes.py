@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -242,10 +242,10 @@ def _respond(request: Request, services: Services, session: Session, body: Ollam
     return session.whole_reply(request, collect())
 
 
-async def _admitted(request: Request, opening: Awaitable[Session], streaming: bool) -> Session:
+async def _admitted(request: Request, opening: Coroutine[Any, Any, Session], streaming: bool) -> Session:
     """Wait for admission and the first token, giving up (and the place in the queue) if the client
     leaves meanwhile; a stream then watches for the disconnect itself."""
-    session = await run_until_disconnect(request, opening, discard=Session.close, keep_watching=not streaming)
+    session = await run_until_disconnect(request, opening, keep_watching=not streaming)
     if streaming:
         stop_disconnect_watch(request)
     return session
@@ -264,7 +264,8 @@ async def chat(body: ChatRequest, request: Request, services: ServicesDep) -> An
     started = time.monotonic()
     engine_ctx = services.settings.context_tokens
     opening = open_session(request, services, body.model or None, to_sampling(body.options, engine_ctx),
-                           messages=to_messages(body.messages), keep_alive_s=keep_alive_seconds(body.keep_alive))  # fmt: skip
+                           messages=to_messages(body.messages), keep_alive_s=keep_alive_seconds(body.keep_alive),
+                           stream=body.stream)  # fmt: skip
     session = await _admitted(request, opening, body.stream)
     result = _respond(request, services, session, body, "chat", started)
     return await result if not body.stream else result
@@ -283,13 +284,25 @@ async def generate(body: GenerateRequest, request: Request, services: ServicesDe
     keep = keep_alive_seconds(body.keep_alive)
     if body.raw:
         opening = open_session(
-            request, services, body.model or None, params, prompt=body.prompt, keep_alive_s=keep
+            request,
+            services,
+            body.model or None,
+            params,
+            prompt=body.prompt,
+            keep_alive_s=keep,
+            stream=body.stream,
         )
     else:
         turns = generate_turns(services, body.model)  # a preset's few-shot MESSAGE turns
         messages = to_messages(turns, body.system) + to_messages([_user(body.prompt)])
         opening = open_session(
-            request, services, body.model or None, params, messages=messages, keep_alive_s=keep
+            request,
+            services,
+            body.model or None,
+            params,
+            messages=messages,
+            keep_alive_s=keep,
+            stream=body.stream,
         )
     session = await _admitted(request, opening, body.stream)
     result = _respond(request, services, session, body, "generate", started)

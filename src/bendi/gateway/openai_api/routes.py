@@ -121,8 +121,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, servic
     # A client that leaves while queued or during prompt processing must not start a generation.
     session = await run_until_disconnect(
         request,
-        open_session(request, services, body.model, params, messages=to_messages(body)),
-        discard=Session.close,
+        open_session(
+            request, services, body.model, params, messages=to_messages(body), stream=bool(body.stream)
+        ),
         keep_watching=not body.stream,
     )
     split = body.reasoning_format not in ("raw", "none")
@@ -204,9 +205,13 @@ async def completions(body: CompletionRequest, request: Request, services: Servi
     session = await run_until_disconnect(
         request,
         open_session(
-            request, services, body.model, to_sampling(body, body.max_tokens or 16), prompt=prompts[0]
-        ),
-        discard=Session.close,
+            request,
+            services,
+            body.model,
+            to_sampling(body, body.max_tokens or 16),
+            prompt=prompts[0],
+            stream=bool(body.stream),
+        ),  # fmt: skip
         keep_watching=not body.stream,
     )
     completion_id, created, model = new_id("cmpl"), now_s(), session.model
