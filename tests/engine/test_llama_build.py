@@ -125,3 +125,43 @@ def test_batched_logits_are_bit_identical_to_each_sequence_alone(smollm2_path: P
     finally:
         llama_cpp.llama_batch_free(batch)
         model.close()
+
+
+def test_a_verified_token_gets_the_logits_it_gets_when_decoded_alone(smollm2_path: Path) -> None:
+    """Patch 0002: a speculative verification (a token and its proposals in one batch) gives each
+    token, bit for bit, the logits of decoding it alone, on 2 threads, at KV lengths where the
+    verification's view is one padding step longer than the lone decode's (255, 510, 766 cells)."""
+    import llama_cpp
+
+    from bendi.engines.llamacpp.model import ContextConfig, LlamaModel
+
+    model = LlamaModel(smollm2_path, ContextConfig(1024, 1, 512, 2))
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+
+    def decode(tokens: list[int], start: int, all_logits: bool) -> list[bytes]:
+        for j, token in enumerate(tokens):
+            batch.token[j], batch.pos[j], batch.n_seq_id[j] = token, start + j, 1
+            batch.seq_id[j][0] = 0
+            batch.logits[j] = all_logits or j == len(tokens) - 1
+        batch.n_tokens = len(tokens)
+        assert llama_cpp.llama_decode(model.ctx, batch) == 0
+        rows = range(len(tokens)) if all_logits else [len(tokens) - 1]
+        return [
+            ctypes.string_at(llama_cpp.llama_get_logits_ith(model.ctx, i), 4 * model.n_vocab) for i in rows
+        ]
+
+    rng = random.Random(5)
+    try:
+        for length in (255, 510, 766):
+            prompt = [rng.randrange(1, 4000) for _ in range(length)]
+            llama_cpp.llama_memory_clear(model.memory, True)
+            for start in range(0, length, 500):
+                decode(prompt[start : start + 500], start, False)
+            proposals = [rng.randrange(1, 4000) for _ in range(4)]
+            alone = [decode([token], length + j, False)[0] for j, token in enumerate(proposals)]
+            llama_cpp.llama_memory_seq_rm(model.memory, 0, length, -1)  # roll back, as a rejection does
+            verified = decode(proposals, length, True)
+            assert verified == alone, f"{length} cells: a verified token's logits differ from its lone decode"
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        model.close()

@@ -10,11 +10,6 @@ import pytest
 
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
-from bendi.engines.llamacpp.speculate_policy import exact_attention_for
-
-# As `bendi serve` does with speculation on, before any test of this process runs attention (conftests
-# are imported at collection); engine tests sharing the process then run the same attention code.
-exact_attention_for("auto")
 
 
 @pytest.fixture(scope="module")

@@ -125,13 +125,14 @@ class Settings(BaseModel):
     keep_alive_s: float = 300.0
     max_loaded_models: int = 3
     force_load: bool = False  # load even when the advisor says it will not fit
-    # Speculative decoding (docs/engine.md): lookup proposes continuations found in the prompt,
-    # verified in the same decode step; auto does so only while it measures faster. Off by default:
-    # the benchmark found greedy answers that differ from plain decoding (see docs/engine.md).
-    speculative: Literal["off", "lookup", "draft", "auto"] = "off"
-    speculative_tokens: int = Field(default=8, ge=0, le=64)  # longest proposal per sequence and step
-    # Draft model for every llama.cpp model of its tokenizer (`bendi serve --draft`); with it,
-    # speculative "off" means auto. A model of another tokenizer is served without it (a warning).
+    # Speculative decoding (docs/engine.md): lookup proposes continuations found in the prompt (or a
+    # draft model proposes), verified in the same decode step; auto does so only while it measures
+    # faster, so it is the default: answers are exactly plain decoding's (llama.cpp patch 0002).
+    speculative: Literal["off", "lookup", "draft", "auto"] = "auto"
+    # Longest proposal per sequence and step: verification batches stay within patch 0002's 32 queries.
+    speculative_tokens: int = Field(default=8, ge=0, le=31)
+    # Draft model for every llama.cpp model of its tokenizer (`bendi serve --draft`): auto and draft
+    # use it. A model of another tokenizer is served without it (a warning).
     draft_model: str | None = None
 
     # admission control

@@ -39,9 +39,3 @@ def draft_for(model: LocalModel, settings: Settings) -> DraftChoice | None:
     if draft.path.resolve() == model.path.resolve():
         return None
     return DraftChoice(draft, strict=own is not None and bool(own.draft_model))
-
-
-def speculative_mode(settings: Settings, draft: DraftChoice | None) -> str:
-    """The `speculative` setting, except that naming a draft model turns speculation on (auto:
-    only while it measures faster) unless a mode was chosen."""
-    return "auto" if draft is not None and settings.speculative == "off" else settings.speculative

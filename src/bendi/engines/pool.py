@@ -22,7 +22,7 @@ from bendi.core.errors import (
 from bendi.core.paths import DataPaths
 from bendi.core.settings import Settings
 from bendi.engines.adapters import CheckedAdapter, adapters_bytes, adapters_identity, check_adapters
-from bendi.engines.draft_choice import draft_for, speculative_mode
+from bendi.engines.draft_choice import draft_for
 from bendi.engines.engine_select import (
     EngineKind,
     hf_directory_model,
@@ -130,7 +130,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
     from bendi.engines.llamacpp.draft import DraftMismatchError
     from bendi.engines.llamacpp.engine import LlamaCppEngine
     from bendi.engines.llamacpp.model import ContextConfig
-    from bendi.engines.llamacpp.speculate_policy import DRAFT_NEEDS_MODEL, exact_attention_for
+    from bendi.engines.llamacpp.speculate_policy import DRAFT_NEEDS_MODEL
 
     config = ContextConfig(
         context_tokens=settings.context_tokens,
@@ -145,10 +145,9 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
     # Checked again here, not only by the pool: a factory caller (replica sets' local engine) may
     # skip the pool, and llama.cpp must never be the one to find out.
     draft = draft_for(model, settings)
-    mode = speculative_mode(settings, draft)
+    mode = settings.speculative
     if mode == "draft" and draft is None:  # refused before the weights are loaded, not after
         raise UserInputError(DRAFT_NEEDS_MODEL)
-    exact_attention_for(mode)
     adapters = check_adapters(model)
     try:
         engine = LlamaCppEngine(
@@ -161,7 +160,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         log.warning("%s is served without the draft model: %s", model.name, exc)
         mode = settings.speculative
         engine = LlamaCppEngine(model.name, model.path, config, adapters)
-    engine.configure_speculation(mode, settings.speculative_tokens)  # type: ignore[arg-type]
+    engine.configure_speculation(mode, settings.speculative_tokens)
     return engine
 
 

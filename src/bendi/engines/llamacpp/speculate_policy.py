@@ -3,7 +3,6 @@ measured tokens per second with and without speculation, so `auto` never runs th
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -14,19 +13,6 @@ DRAFT_NEEDS_MODEL = (
     "speculative=draft needs a draft model: set draft_model (BENDI_DRAFT_MODEL, or `bendi serve --draft "
     "MODEL`) to a small model with the same tokenizer, or use speculative=auto or lookup (prompt lookup)."
 )
-
-# bendi's llama.cpp patch 0002: with this set before the process's first attention, a one-token decode
-# uses the same attention code as a verification batch, so speculation cannot change a greedy answer.
-SAME_PATH_ENV = "BENDI_FA_SAME_PATH"
-
-
-def exact_attention_for(mode: str) -> None:
-    """Ask llama.cpp for decode-and-verify identical attention when speculation may run (any mode but
-    off). Read once per process at its first attention: set it before any model decodes. Costs ~15%
-    single-stream decode at long contexts on few-head models, which speculation wins back."""
-    if mode != "off":
-        os.environ.setdefault(SAME_PATH_ENV, "1")
-
 
 START_TOKENS = 4  # a new sequence's first proposal length; it grows while proposals hold
 # Tokens and seconds of each way are summed with this decay per step of that way (a window of ~10
