@@ -19,6 +19,7 @@ from bendi.engines.messages import GenerationEvent
 T = TypeVar("T")
 log = logging.getLogger("bendi.gateway")
 DONE = b"data: [DONE]\n\n"
+CLIENT_GONE = "The client closed the connection; the generation was stopped."
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -64,27 +65,23 @@ async def run_until_disconnect(
     if watch.done() and not watch.cancelled():  # the client left between phases
         work.close()
         stop_disconnect_watch(request)
-        raise ClientDisconnectedError("The client closed the connection; the generation was stopped.")
+        raise ClientDisconnectedError(CLIENT_GONE)
     this = asyncio.current_task()
     state.bendi_guarded = this
     try:
-        return await work
-    except asyncio.CancelledError:
+        result = await work
+    except BaseException as exc:
+        stop_disconnect_watch(request)
+        gone = getattr(state, "bendi_client_gone", False)
         # Cancelled by the watch (and by nobody else): the client left.
-        if getattr(state, "bendi_client_gone", False) and this is not None and this.uncancel() == 0:
-            keep_watching = False
-            raise ClientDisconnectedError(
-                "The client closed the connection; the generation was stopped."
-            ) from None
-        keep_watching = False
-        raise
-    except BaseException:
-        keep_watching = False
+        if isinstance(exc, asyncio.CancelledError) and gone and this is not None and this.uncancel() == 0:
+            raise ClientDisconnectedError(CLIENT_GONE) from None
         raise
     finally:
         state.bendi_guarded = None
-        if not keep_watching:
-            stop_disconnect_watch(request)
+    if not keep_watching:
+        stop_disconnect_watch(request)
+    return result
 
 
 class ClientDisconnectedError(BendiError):
