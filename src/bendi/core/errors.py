@@ -162,6 +162,11 @@ class RequestTimeoutError(BendiError):
     http_status = 504
     code = "request_timeout"
 
+    def __init__(
+        self, message: str = "The request ran past the server's time limit (BENDI_REQUEST_TIMEOUT_S)."
+    ) -> None:
+        super().__init__(message)
+
 
 class AlreadyExistsError(UserInputError):
     """Something with that name exists already (HTTP 409)."""

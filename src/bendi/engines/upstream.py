@@ -222,9 +222,7 @@ class UpstreamEngine:
                         finish = "length"
         except UpstreamTimeoutError as exc:
             if not request.stream:  # a whole reply that took longer than the request may take
-                raise RequestTimeoutError(
-                    "The request ran past the server's time limit (BENDI_REQUEST_TIMEOUT_S)."
-                ) from exc
+                raise RequestTimeoutError() from exc
             raise self._lost(exc, first_token_at is None) from exc
         except UpstreamHttpError as exc:
             raise self._lost(exc, first_token_at is None) from exc

@@ -58,9 +58,7 @@ class Session:
             if self._drain.expired:
                 raise OverloadedError("The server is shutting down and stopped this answer.", 5.0)
             if time.monotonic() > self._deadline_s:
-                raise RequestTimeoutError(
-                    "The request ran past the server's time limit (BENDI_REQUEST_TIMEOUT_S)."
-                )
+                raise RequestTimeoutError()
             yield self._observe(event)
 
     def _observe(self, event: GenerationEvent) -> GenerationEvent:
