@@ -127,9 +127,10 @@ class Settings(BaseModel):
     force_load: bool = False  # load even when the advisor says it will not fit
     # Speculative decoding (docs/engine.md): lookup proposes continuations found in the prompt (or a
     # draft model proposes), verified in the same decode step; auto does so only while it measures
-    # faster, so it is the default: answers are exactly plain decoding's (llama.cpp patch 0002).
+    # faster, so it is the default: answers are exactly plain decoding's (llama.cpp patches 0002-0003).
     speculative: Literal["off", "lookup", "draft", "auto"] = "auto"
-    # Longest proposal per sequence and step: verification batches stay within patch 0002's 32 queries.
+    # Longest proposal per sequence and step: verification batches stay within the 63 queries per
+    # sequence of the patched attention's split path (patch 0003), with room to spare.
     speculative_tokens: int = Field(default=8, ge=0, le=31)
     # Draft model for every llama.cpp model of its tokenizer (`bendi serve --draft`): auto and draft
     # use it. A model of another tokenizer is served without it (a warning).
