@@ -150,7 +150,7 @@ def test_auto_mode_keeps_the_faster_way_and_retries_the_other() -> None:
         wanted = []
         for _ in range(count):
             wanted.append(policy.want_speculation(1))
-            policy.record_step(1, speculated, tokens, seconds)
+            policy.record_step(1, 4 if speculated else 1, tokens, seconds)
         return wanted
 
     # Unmeasured: each way is tried for a few steps, speculation first.
@@ -162,13 +162,104 @@ def test_auto_mode_keeps_the_faster_way_and_retries_the_other() -> None:
     assert policy.want_speculation(1)  # ... and wins now
     # Judged on sums, not an average of step rates: one rejected proposal among accepted runs
     # (1 token in 30 ms next to 6 in 20 ms) does not hand the answer to plain decoding.
-    policy.record_step(1, True, 1, 0.03)
+    policy.record_step(1, 6, 1, 0.03)
     assert policy.want_speculation(1)
-    policy.record_step(8, True, 24, 0.02)
-    policy.record_step(8, False, 8, 0.02)
+    policy.record_step(8, 3, 24, 0.02)
+    policy.record_step(8, 1, 8, 0.02)
     assert policy.want_speculation(8)  # another batch size, its own measurements
     successor = SpeculationPolicy(mode="auto")
     successor.carry_over(policy)  # a new setting keeps what the engine measured
     assert successor.want_speculation(1) and successor.proposed == policy.proposed
     assert SpeculationPolicy(mode="lookup").want_speculation(3)
     assert not SpeculationPolicy(mode="off").enabled
+
+
+def test_auto_mode_waits_longer_for_a_way_that_keeps_losing() -> None:
+    """Where speculation never pays (many streams on few cores), each lost retry doubles the wait
+    for the next one, up to a limit; when the rates cross, retries come soon again."""
+    from bendi.engines.llamacpp.speculate_policy import MAX_RETRY_STEPS, RETRY_STEPS
+
+    policy = SpeculationPolicy(mode="auto")
+    spec_rate = [4.0]  # tokens per speculating step of 10 ms; plain steps make 8
+
+    def gaps(count: int) -> list[int]:
+        """Plain steps between the trials of speculation, for the next `count` trials."""
+        found, run = [], 0
+        while len(found) < count:
+            speculated = policy.want_speculation(8)
+            policy.record_step(8, 2 if speculated else 1, spec_rate[0] if speculated else 8, 0.01)
+            if speculated and run:
+                found.append(run)
+                run = 0
+            elif not speculated:
+                run += 1
+        return found
+
+    waits = gaps(8)
+    assert waits[:5] == [RETRY_STEPS, 2 * RETRY_STEPS, 4 * RETRY_STEPS, 8 * RETRY_STEPS, 16 * RETRY_STEPS]
+    assert waits[5:] == [MAX_RETRY_STEPS] * 3
+    spec_rate[0] = 40.0  # speculation pays now: its next trial wins, and it stays
+    gaps(1)
+    chosen = []
+    for _ in range(20):
+        speculated = policy.want_speculation(8)
+        chosen.append(speculated)
+        policy.record_step(8, 2 if speculated else 1, spec_rate[0] if speculated else 8, 0.01)
+    assert sum(chosen) >= 16, chosen
+
+
+def test_step_costs_are_measured_interpolated_and_capped() -> None:
+    from bendi.engines.llamacpp.step_costs import StepCosts
+
+    costs = StepCosts()
+    assert costs.estimate(1) == 1.0 and abs(costs.estimate(3) - 1.6) < 1e-9  # a shape, in one-token steps
+    costs.record(1, 0.010)
+    costs.record(9, 0.020)
+    assert abs(costs.estimate(5) - 0.015) < 1e-9  # between two measured sizes
+    assert abs(costs.estimate(17) - 0.020 * 5.8 / 3.4) < 1e-9  # beyond them, scaled by the shape
+    costs.record(1, 1.0)  # a stall (a page fault, another process) counts as twice the estimate
+    assert abs(costs.measured(1) - (0.010 * 0.7 + 0.020) / 1.7) < 1e-9
+
+
+def _policy_with_costs(generating: int, seconds_by_tokens: dict[int, float]) -> SpeculationPolicy:
+    policy = SpeculationPolicy(mode="auto")
+    for tokens, seconds in seconds_by_tokens.items():
+        policy.record_step(generating, tokens // generating, generating, seconds)
+    return policy
+
+
+def _sure_state(hits: int, tries: int) -> SpecState:
+    state = SpecState(NgramIndex([1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2]))
+    state.judge(hits, tries)
+    return state
+
+
+def test_auto_mode_proposes_as_far_as_expected_gain_pays() -> None:
+    """Where extra tokens are nearly free (one stream on a CPU) a sequence whose proposals hold
+    proposes its whole run; where each costs a full step (a crowded batch) nothing is proposed, and
+    the first candidate is kept as a shadow, judged once the real token is known."""
+    candidates = [3, 4, 5, 6, 7, 8, 9, 1]
+    cheap = _policy_with_costs(1, {1: 0.010, 9: 0.012})
+    assert cheap.choose_lengths(1, [(_sure_state(20, 20), candidates)], room=100) == [8]
+    assert cheap.choose_lengths(1, [(_sure_state(20, 20), candidates)], room=4) == [4]  # the context's end
+
+    dear = _policy_with_costs(1, {1: 0.010, 9: 0.090})
+    state = _sure_state(20, 20)
+    assert dear.choose_lengths(1, [(state, candidates)], room=100) == [0]
+    assert state.shadow == (11, 3)
+    tries = state.tries
+    state.index.append(3)  # the model decoded what the shadow proposed
+    state.settle_shadow()
+    assert state.shadow is None and state.tries == tries * 0.9 + 1 and state.token_acceptance > 0.9
+
+
+def test_auto_mode_takes_one_length_for_the_step_from_all_sequences() -> None:
+    """A step costs what its longest proposal makes it, so one length is chosen for all: a sure
+    sequence's run is cut where widening the step costs more than its chances gain (the unsure
+    sequence rides along at no extra width), and unsure sequences alone propose nothing."""
+    policy = _policy_with_costs(2, {2: 0.010, 4: 0.0105, 6: 0.011, 18: 0.030})
+    sure, unsure = _sure_state(40, 40), _sure_state(0, 40)
+    lengths = policy.choose_lengths(2, [(sure, [3, 4, 5, 6, 7, 8, 9, 1]), (unsure, [7, 7])], room=100)
+    assert lengths[0] == lengths[1] == 2  # cheap up to a width of 3, dear beyond
+    assert policy.choose_lengths(2, [(sure, [3]), (unsure, [7, 7, 7])], room=100) == [1, 1]
+    assert policy.choose_lengths(2, [(_sure_state(0, 40), [7, 7, 7]), (unsure, [7])], room=100) == [0, 0]

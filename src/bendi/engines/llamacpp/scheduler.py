@@ -56,6 +56,12 @@ def consecutive_runs(slot_ids: set[int]) -> int:
     return sum(1 for i in slot_ids if i - 1 not in slot_ids)
 
 
+def _proposal_room(seq: Sequence) -> int:
+    """How many tokens a sequence may propose: never past max_tokens (hence the context), since the
+    last token it emits is never decoded."""
+    return seq.max_new_tokens - seq.generated - 1
+
+
 def _deliver(items: list[tuple[asyncio.Queue[object], object]]) -> None:
     for queue, event in items:
         queue.put_nowait(event)
@@ -347,6 +353,7 @@ class Scheduler:
         )
         generating = [seq for seq in self._active if seq.next_token is not None]
         proposed = self._propose(generating) if generating else 0
+        width = 1 + max((len(seq.proposals) for seq in generating), default=0)
         chunks = plan_prefill(
             self._active, len(generating) + proposed, self._batch_tokens, self._prefill_chunk
         )
@@ -409,9 +416,7 @@ class Scheduler:
                 self._sample(seq, index)
         if not chunks and generating:
             elapsed_s = time.perf_counter() - started_s
-            self._policy.record_step(
-                len(generating), proposed > 0, self._generated - generated_before, elapsed_s
-            )
+            self._policy.record_step(len(generating), width, self._generated - generated_before, elapsed_s)
 
     def _propose(self, generating: list[Sequence]) -> int:
         """Give each generating sequence its proposals for this step; returns how many in all."""
@@ -422,13 +427,15 @@ class Scheduler:
         drafting = self._draft is not None and policy.mode in ("draft", "auto")
         if not (policy.enabled and self._can_speculate) or (policy.mode == "draft" and not drafting):
             return 0
-        # Auto mode steps aside while prompts are prefilled (the step is compute-bound already) and
-        # while speculating measures slower than not.
-        if policy.mode == "auto" and (
-            len(generating) < len(self._active) or not policy.want_speculation(len(generating))
-        ):
+        # Auto mode steps aside while prompts are prefilled (the step is compute-bound already).
+        if policy.mode == "auto" and len(generating) < len(self._active):
             return 0
         room = self._batch_tokens - len(generating)
+        if policy.mode == "auto" and not drafting:
+            return self._propose_by_gain(generating, room)
+        # With a draft model, auto mode speculates while that measures faster than not.
+        if policy.mode == "auto" and not policy.want_speculation(len(generating)):
+            return 0
         total = 0
         wants: list[tuple[Sequence, int]] = []
         for seq in generating:
@@ -437,9 +444,7 @@ class Scheduler:
             state = seq.spec
             if state is None:  # index this sequence's history once, then token by token
                 state = seq.spec = SpecState(None if drafting else NgramIndex(self._history(seq)))
-            # Never past max_tokens (hence the context): the last token emitted is never decoded.
-            left = seq.max_new_tokens - seq.generated - 1
-            limit = min(left, room - total)
+            limit = min(_proposal_room(seq), room - total)
             if drafting:
                 length = policy.proposal_length(state, limit)
                 if length:
@@ -454,6 +459,21 @@ class Scheduler:
                 seq.proposals = proposals
             total = sum(len(seq.proposals) for seq in generating)
         return total
+
+    def _propose_by_gain(self, generating: list[Sequence], room: int) -> int:
+        """Prompt lookup in auto mode: each sequence's candidates, as many as pay (speculate_policy)."""
+        policy = self._policy
+        candidates = []
+        for seq in generating:
+            if seq.spec is None:
+                seq.spec = SpecState(NgramIndex(self._history(seq)))
+            index = seq.spec.index
+            assert index is not None
+            candidates.append((seq.spec, index.propose(min(_proposal_room(seq), policy.max_tokens))))
+        lengths = policy.choose_lengths(len(generating), candidates, room)
+        for seq, (_, proposals), length in zip(generating, candidates, lengths, strict=True):
+            seq.proposals = proposals[:length]
+        return sum(lengths)
 
     def _history(self, seq: Sequence) -> list[int]:
         """A generating sequence's tokens so far: its slot's, then the one about to be decoded."""

@@ -1,5 +1,14 @@
-"""When to speculate and how far: per-sequence proposal length, and a per-batch-size comparison of
-measured tokens per second with and without speculation, so `auto` never runs the slower way."""
+"""When to speculate and how far.
+
+`auto` with prompt lookup chooses each step's proposals by expected gain: every proposed token is
+worth the chance that it and those before it are accepted (from its sequence's acceptance so far),
+and the step takes the number of them that maximizes expected tokens per second under the measured
+cost of each batch size (step_costs.py). One stream on a CPU thus proposes long runs while an
+answer quotes its sources and nothing while it does not; beside many streams, where each extra
+token costs nearly a full token's compute, only the surest proposals go in.
+`lookup` always proposes, with a per-sequence length that grows while proposals hold. A draft
+model's proposals (`draft`, or `auto` with a draft model) are judged by a per-batch-size comparison
+of measured tokens per second with and without them, so `auto` never runs the slower way."""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bendi.engines.llamacpp.speculate import NgramIndex
+from bendi.engines.llamacpp.step_costs import StepCosts
 
 SpeculativeMode = Literal["off", "lookup", "draft", "auto"]
 DRAFT_NEEDS_MODEL = (
@@ -24,9 +34,17 @@ RATE_DECAY = 0.1
 REST_STEPS = 8
 MIN_ACCEPTANCE = 0.25  # below this share of accepted proposals, a sequence rests
 # In auto mode the losing way is retried after this many steps, so a change in the text or the
-# load (a quoting answer starts, other streams join) is noticed.
+# load (a quoting answer starts, other streams join) is noticed. Each retry that loses again doubles
+# the wait, up to MAX_RETRY_STEPS: where speculation never pays (many streams on few cores), its
+# trials would otherwise cost a few percent of every answer.
 RETRY_STEPS = 24
+MAX_RETRY_STEPS = 384
 TRIAL_STEPS = 4  # ... for this many steps in a row, so the retry is judged on more than one step
+# A sequence's chance that a proposed token is accepted, given those before it were: a prior of
+# PRIOR_ACCEPTANCE worth PRIOR_TRIES tries, then its own tries, each earlier one kept at this weight.
+PRIOR_ACCEPTANCE = 0.5
+PRIOR_TRIES = 2.0
+ACCEPTANCE_DECAY = 0.9
 
 
 @dataclass
@@ -37,6 +55,28 @@ class SpecState:
     length: int = START_TOKENS  # proposal length for the next step
     acceptance: float = 1.0  # moving share of proposals accepted
     rest: int = 0  # steps left before proposing again
+    hits: float = 0.0  # decayed proposed tokens accepted ...
+    tries: float = 0.0  # ... of those the target model judged (up to and including a rejection)
+    # (history length, token): the proposal's first token on a step that proposed nothing, checked
+    # against what was decoded instead, so a sequence's acceptance is known before it pays for it.
+    shadow: tuple[int, int] | None = None
+
+    @property
+    def token_acceptance(self) -> float:
+        return (self.hits + PRIOR_ACCEPTANCE * PRIOR_TRIES) / (self.tries + PRIOR_TRIES)
+
+    def judge(self, hits: int, tries: int) -> None:
+        self.hits = self.hits * ACCEPTANCE_DECAY + hits
+        self.tries = self.tries * ACCEPTANCE_DECAY + tries
+
+    def settle_shadow(self) -> None:
+        """Count the shadow proposal's first token as a try, once the token it guessed is known."""
+        if self.shadow is None or self.index is None:
+            return
+        at, token = self.shadow
+        if len(self.index.tokens) > at:
+            self.judge(int(self.index.tokens[at] == token), 1)
+            self.shadow = None
 
 
 @dataclass
@@ -67,6 +107,9 @@ class _Rates:
     plain: _Way = field(default_factory=_Way)
     trial_left: int = 0  # steps of the current trial of one way
     trial_spec: bool = False  # which way is on trial
+    retry_after: int = RETRY_STEPS  # steps the loser waits for its next trial
+    retried: bool = False  # the current trial is the loser's retry
+    spec_won: bool = False  # the way that won the last comparison
 
 
 @dataclass
@@ -76,6 +119,7 @@ class SpeculationPolicy:
     proposed: int = 0  # counters for /metrics
     accepted: int = 0
     _rates: dict[int, _Rates] = field(default_factory=dict)
+    _costs: dict[int, StepCosts] = field(default_factory=dict)  # per number of generating sequences
 
     @property
     def enabled(self) -> bool:
@@ -85,7 +129,37 @@ class SpeculationPolicy:
         """Take over the counters and measured rates of the policy this one replaces: how fast
         steps are with and without proposals belongs to the engine and its load, not to a setting."""
         self.proposed, self.accepted = previous.proposed, previous.accepted
-        self._rates = previous._rates
+        self._rates, self._costs = previous._rates, previous._costs
+
+    def choose_lengths(
+        self, generating: int, candidates: list[tuple[SpecState, list[int]]], room: int
+    ) -> list[int]:
+        """How many of its candidate proposals each sequence puts in this step (auto mode, prompt
+        lookup). Each sequence gets its own KV stream, and llama.cpp decodes the sequences of a step
+        together only for as many tokens as all have, so a step costs what its longest proposal
+        makes it: one length L is chosen for the step, the one that maximizes expected tokens per
+        second, and each sequence proposes up to L of its candidates."""
+        chances: list[list[float]] = []  # per sequence: the chance each candidate is accepted
+        for state, proposals in candidates:
+            state.settle_shadow()
+            acceptance, chance, row = state.token_acceptance, 1.0, []
+            for _ in proposals:
+                chance *= acceptance
+                row.append(chance)
+            chances.append(row)
+        costs = self._costs.setdefault(generating, StepCosts())
+        longest = min(max((len(row) for row in chances), default=0), max(0, room) // max(1, generating))
+        best, best_rate, expected = 0, generating / costs.estimate(generating), float(generating)
+        for length in range(1, longest + 1):
+            expected += sum(row[length - 1] for row in chances if len(row) >= length)
+            rate = expected / costs.estimate(generating * (1 + length))
+            if rate > best_rate:
+                best, best_rate = length, rate
+        lengths = [min(best, len(row)) for row in chances]
+        for (state, proposals), length in zip(candidates, lengths, strict=True):
+            if length == 0 and proposals and state.index is not None:
+                state.shadow = (len(state.index.tokens), proposals[0])
+        return lengths
 
     def want_speculation(self, generating: int) -> bool:
         """Whether a step with this many generating sequences (and no prompt tokens) speculates."""
@@ -98,8 +172,16 @@ class SpeculationPolicy:
         if not (rates.spec.measured and rates.plain.measured):  # measure both ways first
             return self._trial(rates, not rates.spec.measured)
         spec_wins = rates.spec.rate >= rates.plain.rate
+        if rates.retried:  # the loser's trial is over: wait longer if it lost again
+            rates.retried = False
+            lost_again = spec_wins == rates.spec_won
+            rates.retry_after = min(2 * rates.retry_after, MAX_RETRY_STEPS) if lost_again else RETRY_STEPS
+        elif spec_wins != rates.spec_won:  # the rates crossed: things change, retry soon
+            rates.retry_after = RETRY_STEPS
+        rates.spec_won = spec_wins
         loser = rates.plain if spec_wins else rates.spec
-        if loser.since >= RETRY_STEPS:  # the text or the load may have changed: try it again
+        if loser.since >= rates.retry_after:  # the text or the load may have changed: try it again
+            rates.retried = True
             return self._trial(rates, not spec_wins)
         return spec_wins
 
@@ -123,6 +205,7 @@ class SpeculationPolicy:
     def record_sequence(self, state: SpecState, proposed: int, accepted: int) -> None:
         self.proposed += proposed
         self.accepted += accepted
+        state.judge(accepted, accepted + (accepted < proposed))
         if accepted == proposed:  # the text follows the source: look further ahead
             state.length = min(self.max_tokens, state.length + 2)
         else:
@@ -131,11 +214,13 @@ class SpeculationPolicy:
         if state.acceptance < MIN_ACCEPTANCE:
             state.rest, state.acceptance = REST_STEPS, MIN_ACCEPTANCE
 
-    def record_step(self, generating: int, speculated: bool, tokens: int, elapsed_s: float) -> None:
-        """A step without prompt tokens: `tokens` emitted by `generating` sequences in `elapsed_s`."""
+    def record_step(self, generating: int, width: int, tokens: int, elapsed_s: float) -> None:
+        """A step without prompt tokens: `tokens` emitted by `generating` sequences, which decoded up
+        to `width` tokens each (their own and their proposals), in `elapsed_s`."""
         if elapsed_s <= 0.0:
             return
+        self._costs.setdefault(generating, StepCosts()).record(generating * width, elapsed_s)
         rates = self._rates.setdefault(generating, _Rates())
-        taken, other = (rates.spec, rates.plain) if speculated else (rates.plain, rates.spec)
+        taken, other = (rates.spec, rates.plain) if width > 1 else (rates.plain, rates.spec)
         taken.add(tokens, elapsed_s)
         other.since += 1
