@@ -164,6 +164,31 @@ def test_metrics_show_every_replica(cluster: Cluster) -> None:
     assert set(replica_rows(router, "bendi_replica_healthy").values()) == {1.0}
 
 
+def test_time_to_first_token_counts_only_answers_timed_token_by_token(cluster: Cluster) -> None:
+    """A non-streaming client's answer comes from the replica in one piece: its first token's time is
+    unknown, so it is counted in the tokens but not in the time-to-first-token histogram (it would
+    report the whole answer's time there); a streamed answer is counted in both."""
+    router = cluster.router
+
+    def counts() -> tuple[float, float]:
+        text = httpx.get(router.base_url + "/metrics", timeout=10).text
+        found = {}
+        for name in ("bendi_generated_tokens_total", "bendi_time_to_first_token_seconds_count"):
+            match = re.search(rf'^{name}{{model="{re.escape(MODEL)}"}} (\S+)$', text, re.M)
+            found[name] = float(match.group(1)) if match else 0.0
+        return found["bendi_generated_tokens_total"], found["bendi_time_to_first_token_seconds_count"]
+
+    tokens, timed = counts()
+    answer = chat(router.base_url, "Name a colour.", max_tokens=6)
+    after_whole = counts()
+    assert after_whole == (tokens + answer["usage"]["completion_tokens"], timed)
+    with httpx.Client() as client:
+        text, error = stream_chat(client, router.base_url, "Name a colour.", 6)
+    assert error is None and text
+    after_stream = counts()
+    assert after_stream[0] > after_whole[0] and after_stream[1] == timed + 1
+
+
 def test_upstream_spec_errors_are_sentences(tmp_path: Path) -> None:
     from bendi.core.errors import UserInputError
     from bendi.engines.remote import parse_upstream, read_upstreams_file
@@ -223,6 +248,7 @@ def test_a_client_waiting_for_the_whole_answer_gets_it_unstreamed_from_the_repli
     assert len([e for e in streamed if isinstance(e, TextDelta)]) > 1
     done_streamed, done_whole = streamed[-1], whole[-1]
     assert isinstance(done_streamed, Finished) and isinstance(done_whole, Finished)
+    assert done_streamed.first_token_timed and not done_whole.first_token_timed
     assert done_whole.finish_reason == done_streamed.finish_reason
     whole_usage, streamed_usage = done_whole.usage, done_streamed.usage  # the second hits the prompt cache
     assert whole_usage.prompt_tokens == streamed_usage.prompt_tokens

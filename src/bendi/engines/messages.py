@@ -89,6 +89,9 @@ class Finished:
     usage: Usage
     # Seconds from admission to first token, and total; for metrics and Ollama's durations.
     time_to_first_token_s: float = 0.0
+    # False when the engine gave the whole answer at once (an upstream server asked without
+    # streaming): the first token's time is then unknown, and time_to_first_token_s is the whole time.
+    first_token_timed: bool = True
     total_time_s: float = 0.0
     prompt_eval_time_s: float = 0.0
     error: str | None = None

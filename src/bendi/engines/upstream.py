@@ -237,6 +237,7 @@ class UpstreamEngine:
             usage=usage,
             time_to_first_token_s=(first_token_at or now) - started,
             total_time_s=now - started,
+            first_token_timed=request.stream,
         )
 
     def _lost(self, exc: UpstreamHttpError, before_output: bool) -> UpstreamUnavailableError:

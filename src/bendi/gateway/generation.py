@@ -75,7 +75,7 @@ class Session:
             log.info("generation finished", extra={
                 "model": self.model, "client": self.client, "finish_reason": event.finish_reason,
                 "prompt_tokens": usage.prompt_tokens, "cached_prompt_tokens": usage.cached_prompt_tokens,
-                "completion_tokens": usage.completion_tokens, "ttft_s": round(event.time_to_first_token_s, 4),
+                "completion_tokens": usage.completion_tokens, "ttft_s": round(event.time_to_first_token_s, 4) if event.first_token_timed else None,
                 "total_s": round(event.total_time_s, 4)})  # fmt: skip
         return event
 

@@ -76,6 +76,8 @@ class Metrics:
     def observe_generation(self, model: str, finished: Finished) -> None:
         with self._lock:
             self.tokens[model] += finished.usage.completion_tokens
+            if not finished.first_token_timed:  # a whole reply: its first token's time is unknown
+                return
             self.ttft.setdefault(model, Histogram(TTFT_BUCKETS_S)).observe(finished.time_to_first_token_s)
             if finished.usage.completion_tokens > 1:
                 itl = (finished.total_time_s - finished.time_to_first_token_s) / (
