@@ -93,32 +93,55 @@ def test_more_requests_than_slots_wait_their_turn(two_slot_engine, collect) -> N
     assert stats.active_sequences == 0 and stats.waiting_sequences == 0 and stats.slots == 2
 
 
-def test_a_long_prompt_is_prefilled_in_chunks_while_streams_keep_flowing(engine) -> None:  # type: ignore[no-untyped-def]
-    async def scenario() -> int:
-        running = engine.generate(
-            GenerationRequest(
-                chat(engine, "Count slowly."), SamplingParams(max_tokens=300, temperature=0, ignore_eos=True)
-            )
+async def _prefill_beside_a_stream(engine: LlamaCppEngine, repeats: int) -> tuple[int, int]:
+    """Read a long prompt while another stream generates: (tokens the stream got meanwhile, decode
+    steps the prompt took)."""
+    running = engine.generate(
+        GenerationRequest(
+            chat(engine, "Count slowly."), SamplingParams(max_tokens=400, temperature=0, ignore_eos=True)
         )
+    )
+    await anext(running)
+    long_prompt = "The mine inspector wrote down every reading. " * repeats  # ~9 tokens each
+
+    async def first_event() -> None:
+        stream = engine.generate(GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))
+        await anext(stream)
+        await stream.aclose()
+
+    steps_before = engine.stats().decode_steps
+    newcomer = asyncio.create_task(first_event())
+    tokens_meanwhile = 0
+    while not newcomer.done():
         await anext(running)
-        long_prompt = "The mine inspector wrote down every reading. " * 60  # ~540 tokens
+        tokens_meanwhile += 1
+    steps = engine.stats().decode_steps - steps_before
+    await running.aclose()
+    await newcomer
+    return tokens_meanwhile, steps
 
-        async def first_event() -> None:
-            stream = engine.generate(GenerationRequest(long_prompt, SamplingParams(max_tokens=1)))
-            await anext(stream)
-            await stream.aclose()
 
-        newcomer = asyncio.create_task(first_event())
-        tokens_meanwhile = 0
-        while not newcomer.done():
-            await anext(running)
-            tokens_meanwhile += 1
-        await running.aclose()
-        await newcomer
-        return tokens_meanwhile
+def test_a_long_prompt_is_prefilled_in_chunks_while_streams_keep_flowing(engine) -> None:  # type: ignore[no-untyped-def]
+    # ~800 prompt tokens, at most 255 a step beside the stream (batch_tokens 256): 4 steps or more,
+    # and the stream gets a token from each.
+    tokens_meanwhile, steps = asyncio.run(_prefill_beside_a_stream(engine, 90))
+    assert steps >= 4 and tokens_meanwhile >= steps - 1
 
-    # 64 prompt tokens per step while another stream generates: ~9 steps, a token each.
-    assert asyncio.run(scenario()) >= 5
+
+def test_a_long_prompt_beside_a_stream_is_read_at_the_measured_pace(smollm2_path: Path) -> None:
+    """With prefill_step_s, a chunk beside running streams is what the engine reads in about that
+    long: fewer steps (each costs the streams a pass over the weights) than fixed 64-token chunks."""
+    steps = {}
+    for step_s in (0.0, 30.0):
+        config = ContextConfig(context_tokens=1024, sequences=2, batch_tokens=256, threads=1,
+                               prefill_chunk_tokens=64, prefill_step_s=step_s)  # fmt: skip
+        engine = LlamaCppEngine("smollm2:135m", smollm2_path, config)
+        try:
+            _, steps[step_s] = asyncio.run(_prefill_beside_a_stream(engine, 90))
+        finally:
+            asyncio.run(engine.close())
+    # fixed: ~800 / 64 steps; paced: the first step's 64 tokens, then up to the batch's room
+    assert steps[0.0] >= 11 and steps[30.0] <= 5, steps
 
 
 def test_a_failure_while_admitting_ends_the_request_with_the_error(

@@ -7,7 +7,7 @@ import threading
 
 from bendi.core.settings import Settings
 from bendi.engines.llamacpp import mailbox
-from bendi.engines.llamacpp.prefill import plan_prefill
+from bendi.engines.llamacpp.prefill import PrefillPace, plan_prefill
 from bendi.engines.llamacpp.sequence import Sequence
 from bendi.engines.messages import SamplingParams
 
@@ -85,3 +85,20 @@ def test_posting_to_a_closed_loop_is_dropped_quietly() -> None:
     mailbox.open_mailbox(loop)
     loop.close()
     mailbox.post(loop, lambda _: None, None)  # no exception: nobody is listening there any more
+
+
+def test_the_prompt_chunk_beside_running_streams_follows_the_measured_pace() -> None:
+    """A chunk is what the engine reads in about step_s seconds, in whole 64-token tiles, never
+    below the floor: a fast engine reads a long prompt in few steps (each step beside running
+    streams costs them a pass over the weights), a slow one keeps the floor's short steps."""
+    pace = PrefillPace(step_s=1.0, floor=128)
+    assert pace.chunk() == 128  # nothing measured yet
+    pace.record(512, 0.8)  # 640 tokens a second
+    assert pace.chunk() == 640
+    assert plan_prefill([prompt(2600, done=1000)], 7, 512, pace.chunk())[0][1] == 512 - 7  # the batch's room
+    for _ in range(10):
+        pace.record(128, 2.0)  # a big model: 64 tokens a second
+    assert pace.chunk() == 128
+    fixed = PrefillPace(step_s=0.0, floor=128)
+    fixed.record(512, 0.1)
+    assert fixed.chunk() == 128

@@ -112,11 +112,17 @@ class Settings(BaseModel):
     threads: int = Field(default_factory=physical_cores)
     context_tokens: int = 4096
     batch_tokens: int = 512
-    # Prompt tokens one decode step may add while other streams generate. Above 64 on purpose:
+    # Prompt tokens one decode step adds at least while other streams generate. Above 64 on purpose:
     # llama.cpp's CPU flash attention runs 64+ queries of one sequence as tiles, fewer row by row,
     # which costs ~2 us per query-key pair deep in a long prompt. A 2.6k-token prompt beside 7
     # streams: 64 took 2.2x its idle time, 128 1.2x, with no longer pauses for the 7 (docs/engine.md).
     prefill_chunk_tokens: int = 128
+    # ... or, when the engine reads prompts faster, as many as it reads in about this many seconds
+    # (multiples of 64; 0: always prefill_chunk_tokens). Each step beside running streams costs
+    # them a pass over the weights, so fewer, larger steps bring a long prompt's first token sooner
+    # (Gemma 3 270M, 2.5k tokens beside 7 streams: 5.6 -> 4.3 s) and the streams' later tokens
+    # too; the streams pause up to about this long per step.
+    prefill_step_s: float = Field(default=1.0, ge=0.0, le=30.0)
     # RAM for prefixes evicted from busy slots (a conversation's next turn after its slot was
     # reused restores its KV instead of recomputing the history); 0 turns it off.
     prompt_cache_mb: int = 512

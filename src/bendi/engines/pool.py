@@ -137,6 +137,7 @@ def llamacpp_factory(model: LocalModel, settings: Settings) -> Engine:
         sequences=settings.parallel_sequences,
         batch_tokens=settings.batch_tokens,
         prefill_chunk_tokens=settings.prefill_chunk_tokens,
+        prefill_step_s=settings.prefill_step_s,
         # Never more than a quarter of the memory free at load time: it is a cache, not a need.
         prompt_cache_mb=min(settings.prompt_cache_mb, int(psutil.virtual_memory().available / 4 / 2**20)),
         threads=settings.threads,

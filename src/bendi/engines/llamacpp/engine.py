@@ -55,6 +55,7 @@ class LlamaCppEngine:
             sequences=config.sequences,
             batch_tokens=config.batch_tokens,
             prefill_chunk_tokens=config.prefill_chunk_tokens,
+            prefill_step_s=config.prefill_step_s,
             prompt_cache_mb=config.prompt_cache_mb,
             draft=self._draft,
         )

@@ -57,6 +57,8 @@ class ContextConfig:
     unified_kv: bool = False
     # Prompt tokens one step may add while other streams are generating: bounds their stall.
     prefill_chunk_tokens: int = 128  # core/settings.py says why
+    # ... or as many more as the engine reads in about this many seconds (0: always the above).
+    prefill_step_s: float = 1.0
     # RAM for the KV of prefixes evicted from slots (restored for a later prompt that shares them).
     prompt_cache_mb: int = 0
 

@@ -2,7 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from bendi.engines.llamacpp.sequence import Sequence
+
+PACE_DECAY = 0.7  # weight the earlier measurements keep at each new one
+CHUNK_ALIGN = 64  # llama.cpp's CPU flash attention reads a sequence's queries in tiles of 64
+
+
+@dataclass
+class PrefillPace:
+    """Sizes the prompt chunk a step takes while other streams generate, from how fast this engine
+    has read prompts. Each such step also makes one token for every running stream, which costs a
+    pass over the weights: in small chunks those passes add up (a 2.5k-token prompt beside 7
+    streams on Gemma 3 270M: 20 steps of 128 tokens took 1.31x its idle time), while the running
+    streams only need their pauses kept short. So a chunk is what the engine reads in about
+    `step_s` seconds (in multiples of 64 tokens), never less than `floor`; `step_s` 0 keeps
+    chunks of `floor`."""
+
+    step_s: float
+    floor: int
+    _tokens: float = 0.0
+    _seconds: float = 0.0
+
+    def record(self, tokens: int, seconds: float) -> None:
+        """A step that read `tokens` prompt tokens (beside any running streams') in `seconds`."""
+        if tokens > 0 and seconds > 0.0:
+            self._tokens = self._tokens * PACE_DECAY + tokens
+            self._seconds = self._seconds * PACE_DECAY + seconds
+
+    def chunk(self) -> int:
+        if self.step_s <= 0.0 or self._seconds <= 0.0:
+            return self.floor
+        paced = int(self._tokens / self._seconds * self.step_s) // CHUNK_ALIGN * CHUNK_ALIGN
+        return max(self.floor, paced)
 
 
 def plan_prefill(

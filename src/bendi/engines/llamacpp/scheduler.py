@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from bendi.engines.llamacpp import mailbox
 from bendi.engines.llamacpp.draft import DraftModel
 from bendi.engines.llamacpp.model import LlamaModel
-from bendi.engines.llamacpp.prefill import plan_prefill
+from bendi.engines.llamacpp.prefill import PrefillPace, plan_prefill
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
 from bendi.engines.llamacpp.speculate import NgramIndex, verify
@@ -79,6 +79,7 @@ class Scheduler:
         sequences: int,
         batch_tokens: int,
         prefill_chunk_tokens: int = 128,
+        prefill_step_s: float = 0.0,
         prompt_cache_mb: int = 0,
         speculation: SpeculationPolicy | None = None,
         draft: DraftModel | None = None,
@@ -88,7 +89,9 @@ class Scheduler:
         self._lib = llama_cpp
         self._model = model
         self._batch_tokens = batch_tokens
-        self._prefill_chunk = max(1, min(prefill_chunk_tokens, batch_tokens))
+        self._prefill_pace = PrefillPace(
+            prefill_step_s, floor=max(1, min(prefill_chunk_tokens, batch_tokens))
+        )
         self._slots = [Slot(i) for i in range(sequences)]
         self._incoming: deque[Sequence] = deque()
         self._waiting: deque[Sequence] = deque()
@@ -355,7 +358,7 @@ class Scheduler:
         proposed = self._propose(generating) if generating else 0
         width = 1 + max((len(seq.proposals) for seq in generating), default=0)
         chunks = plan_prefill(
-            self._active, len(generating) + proposed, self._batch_tokens, self._prefill_chunk
+            self._active, len(generating) + proposed, self._batch_tokens, self._prefill_pace.chunk()
         )
         chunk_sizes = {id(seq): count for seq, count in chunks}
         n = 0
@@ -414,8 +417,10 @@ class Scheduler:
                 self._verify(seq, index)
             else:
                 self._sample(seq, index)
-        if not chunks and generating:
-            elapsed_s = time.perf_counter() - started_s
+        elapsed_s = time.perf_counter() - started_s
+        if chunks:
+            self._prefill_pace.record(sum(count for _, count in chunks), elapsed_s)
+        elif generating:
             self._policy.record_step(len(generating), width, self._generated - generated_before, elapsed_s)
 
     def _propose(self, generating: list[Sequence]) -> int:
