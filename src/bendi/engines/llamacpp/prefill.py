@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bendi.engines.llamacpp.sequence import Sequence
+from bendi.engines.llamacpp.step_costs import DecayedRate
 
 PACE_DECAY = 0.7  # weight the earlier measurements keep at each new one
 CHUNK_ALIGN = 64  # llama.cpp's CPU flash attention reads a sequence's queries in tiles of 64
@@ -22,19 +23,17 @@ class PrefillPace:
 
     step_s: float
     floor: int
-    _tokens: float = 0.0
-    _seconds: float = 0.0
+    _read: DecayedRate = field(default_factory=lambda: DecayedRate(keep=PACE_DECAY))
 
     def record(self, tokens: int, seconds: float) -> None:
         """A step that read `tokens` prompt tokens (beside any running streams') in `seconds`."""
         if tokens > 0 and seconds > 0.0:
-            self._tokens = self._tokens * PACE_DECAY + tokens
-            self._seconds = self._seconds * PACE_DECAY + seconds
+            self._read.add(tokens, seconds)
 
     def chunk(self) -> int:
-        if self.step_s <= 0.0 or self._seconds <= 0.0:
+        if self.step_s <= 0.0 or not self._read.measured:
             return self.floor
-        paced = int(self._tokens / self._seconds * self.step_s) // CHUNK_ALIGN * CHUNK_ALIGN
+        paced = int(self._read.rate * self.step_s) // CHUNK_ALIGN * CHUNK_ALIGN
         return max(self.floor, paced)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bendi.engines.llamacpp.speculate import NgramIndex
-from bendi.engines.llamacpp.step_costs import StepCosts
+from bendi.engines.llamacpp.step_costs import DecayedRate, StepCosts
 
 SpeculativeMode = Literal["off", "lookup", "draft", "auto"]
 DRAFT_NEEDS_MODEL = (
@@ -80,24 +80,14 @@ class SpecState:
 
 
 @dataclass
-class _Way:
-    """Decayed sums of the tokens and seconds of the steps taken one way."""
+class _Way(DecayedRate):
+    """The steps taken one way: their rate, and how long ago the last was."""
 
-    tokens: float = 0.0
-    seconds: float = 0.0
+    keep: float = 1 - RATE_DECAY
     since: int = 0  # steps taken the other way since this way's last
 
-    @property
-    def measured(self) -> bool:
-        return self.seconds > 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.tokens / self.seconds if self.seconds else 0.0
-
-    def add(self, tokens: int, seconds: float) -> None:
-        self.tokens = self.tokens * (1 - RATE_DECAY) + tokens
-        self.seconds = self.seconds * (1 - RATE_DECAY) + seconds
+    def add(self, tokens: float, seconds: float) -> None:
+        super().add(tokens, seconds)
         self.since = 0
 
 

@@ -4,6 +4,8 @@ Speculation adds proposal tokens to a step; whether that pays depends on what th
 machine, with this model, at this load: on a 2-core CPU a second token makes a step ~1.7x longer,
 eight more tokens beside 8 streams ~1.4x. The scheduler records every step without prompt tokens;
 sizes not yet seen are estimated from the nearest measured ones with a cost shape typical of CPUs.
+`DecayedRate` is the tokens per second of recent steps of one kind (speculating or not, reading a
+prompt).
 """
 
 from __future__ import annotations
@@ -13,6 +15,29 @@ from dataclasses import dataclass, field
 DECAY = 0.7  # weight a size's earlier measurements keep at each new one: the load changes
 OUTLIER = 2.0  # a step slower than this many times its estimate (a page fault, another process) is capped
 SHAPE_EXTRA = 0.3  # unmeasured sizes: each token beyond the first adds this share of a one-token step
+
+
+@dataclass
+class DecayedRate:
+    """Tokens per second over recent steps, as a ratio of decayed sums: each new step keeps the
+    earlier ones at weight `keep`. One step's rate is noisy; an average of such rates is swayed by a
+    few odd steps (1 token in a long one), a ratio of sums is not."""
+
+    keep: float
+    tokens: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def measured(self) -> bool:
+        return self.seconds > 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def add(self, tokens: float, seconds: float) -> None:
+        self.tokens = self.tokens * self.keep + tokens
+        self.seconds = self.seconds * self.keep + seconds
 
 
 def _shape(tokens: int) -> float:
