@@ -4,11 +4,9 @@ and kill -9 of a replica under load (last: it takes a replica away)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +30,7 @@ from cluster import (
     wait_for,
 )
 
+from client_leaves import post_and_leave
 from server_process import ServerProcess
 
 BENDI = str(Path(sys.executable).parent / "bendi")
@@ -279,14 +278,13 @@ def test_a_client_waiting_for_the_whole_answer_gets_it_unstreamed_from_the_repli
 def test_a_non_streaming_client_that_leaves_stops_the_replicas_generation(cluster: Cluster) -> None:
     """The replica is asked without streaming, so the router's only way to stop it is to close the
     connection when its own client goes away: no replica keeps generating for nobody."""
-    body = json.dumps({
+    body = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Tell a long story."}],
         "max_tokens": 1000,  # 3-7 s on one thread (repetitive text speculates well)
         "temperature": 0.7,
         "ignore_eos": True,
-    }).encode()  # fmt: skip
-    url = httpx.URL(cluster.router.base_url)
+    }
     auth = {"Authorization": f"Bearer {cluster.admin_key}"}
 
     def active() -> float:
@@ -300,17 +298,7 @@ def test_a_non_streaming_client_that_leaves_stops_the_replicas_generation(cluste
             )
         return total
 
-    # A raw socket, so the client leaves exactly when a replica is known to be generating for it.
-    with socket.create_connection((url.host, url.port), timeout=10) as client:
-        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: {url.netloc.decode()}\r\n"
-        client.sendall(
-            f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
-        )
-        wait_for(lambda: active() >= 1, 10, "a replica to start generating")
-        client.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            early = client.recv(4096)
-            raise AssertionError(f"the answer came before the client left: {early[:400]!r}")
+    post_and_leave(cluster.router.base_url, "/v1/chat/completions", body, lambda: active() >= 1)
     wait_for(lambda: active() == 0, 5, "the replicas to stop generating")  # long before the answer could end
     wait_for(lambda: set(replica_rows(cluster.router, "bendi_replica_in_flight").values()) == {0.0}, 5,
              "the router to count nothing in flight")  # fmt: skip
