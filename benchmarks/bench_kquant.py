@@ -2,7 +2,7 @@
 Q4_K_M and SmolLM2-135M Q8_0, at 1/4/8 concurrent streaming clients, measured by `bendi bench`.
 
 Usage: python benchmarks/bench_kquant.py [--models gemma3-q4_k_m,smollm2-q8_0] [--levels 1,4,8]
-       [--rounds 2] [--requests-per-client 2] [--max-tokens 128] [--threads 2]
+       [--rounds 2] [--requests-per-client 2] [--max-tokens 128] [--threads 2] [--variant KEY=VALUE ...]
 Both servers of a model stay up; every level is measured on both, the first server alternating
 between levels and rounds, so a change in the machine's load hits both alike. A ratio is bendi /
 llama-server within one level of one round; the table shows their median and each one, with the
@@ -108,26 +108,35 @@ def bench_model(name: str, path: Path, args: argparse.Namespace) -> list[str]:
     levels = [int(x) for x in args.levels.split(",")]
     ref_proc, ref_url = start_llama_server(args.llama_server, path, args.threads)
     proc, url = start_bendi(path, args.threads)
+    procs = [proc, ref_proc]
+    sides = [("llama-server", ref_url), ("bendi", url)]
+    if args.variant:  # a third contender: bendi with extra environment, in the same rotation
+        variant_proc, variant_url = start_bendi(
+            path, args.threads, dict(kv.split("=", 1) for kv in args.variant)
+        )
+        procs.append(variant_proc)
+        sides.append(("variant", variant_url))
     rows: dict[int, list[tuple[float, float, float, float, float]]] = {level: [] for level in levels}
+    variant_ratios: dict[int, list[float]] = {level: [] for level in levels}
     try:
         turn = 0
         for round_index in range(args.rounds):
             for level in levels:
-                sides = [("llama-server", ref_url), ("bendi", url)]
                 results: dict[str, dict[str, Any]] = {}
                 load = load_average()
-                for side, side_url in sides if turn % 2 == 0 else sides[::-1]:
+                for side, side_url in sides[turn % len(sides) :] + sides[: turn % len(sides)]:
                     results[side] = measure(side_url, path.name, level, args.requests_per_client * level,
                                             args.max_tokens)  # fmt: skip
                 turn += 1
                 b, r = results["bendi"], results["llama-server"]
                 rows[level].append((b["aggregate"], r["aggregate"], load, b["ttft_p50"], r["ttft_p50"]))
-                print(f"{name} round {round_index + 1} c={level} load {load:.1f}: bendi {b}  llama-server {r}",
+                if "variant" in results:
+                    variant_ratios[level].append(results["variant"]["aggregate"] / max(b["aggregate"], 1e-9))
+                print(f"{name} round {round_index + 1} c={level} load {load:.1f}: "
+                      + "  ".join(f"{side} {result}" for side, result in results.items()),
                       file=sys.stderr, flush=True)  # fmt: skip
-                if b["errors"] or r["errors"]:
-                    print(f"  errors: bendi {b['errors']}, llama-server {r['errors']}", file=sys.stderr)
     finally:
-        stop(proc, ref_proc)
+        stop(*procs)
     lines = []
     for level in levels:
         ratios = [b / r for b, r, *_ in rows[level] if r > 0]
@@ -136,6 +145,11 @@ def bench_model(name: str, path: Path, args: argparse.Namespace) -> list[str]:
             f" {median(ratios):>6.2f}   {' '.join(f'{x:.2f}' for x in ratios):<18}"
             f" {' '.join(f'{x[2]:.1f}' for x in rows[level]):<14}"
             f" {median(x[3] for x in rows[level]):.2f}/{median(x[4] for x in rows[level]):.2f} s"
+            + (
+                f"   variant/bendi {' '.join(f'{x:.2f}' for x in variant_ratios[level])}"
+                if args.variant
+                else ""
+            )
         )
     return lines
 
@@ -149,6 +163,8 @@ def main() -> int:
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--variant", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="also run bendi with this environment, in the same rotation, as variant/bendi")  # fmt: skip
     args = parser.parse_args()
     if not Path(args.llama_server).is_file():
         print(
