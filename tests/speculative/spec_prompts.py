@@ -44,11 +44,14 @@ def kb_prompt(engine: LlamaCppEngine, question: str, history: tuple[ChatMessage,
     ).text
 
 
-async def collect(engine: LlamaCppEngine, prompt: str, **params: object) -> tuple[str, Finished, list[str]]:
+async def collect(
+    engine: LlamaCppEngine, prompt: str, client_id: str = "anonymous", **params: object
+) -> tuple[str, Finished, list[str]]:
     """(text, Finished, the deltas one by one) of one generation."""
     deltas: list[str] = []
     finished = None
-    async for event in engine.generate(GenerationRequest(prompt, SamplingParams(**params))):  # type: ignore[arg-type]
+    request = GenerationRequest(prompt, SamplingParams(**params), client_id=client_id)  # type: ignore[arg-type]
+    async for event in engine.generate(request):
         if isinstance(event, TextDelta):
             deltas.append(event.text)
         else:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from bendi.engines.llamacpp.speculate import NgramIndex, verify
+from bendi.engines.llamacpp.speculate import AnswerCache, NgramIndex, verify
 from bendi.engines.llamacpp.speculate_policy import SpecState, SpeculationPolicy
 
 
@@ -35,6 +35,26 @@ def test_proposals_continue_the_latest_earlier_occurrence() -> None:
     # suffix "1 2 3" occurred at the start: its continuation is 4 5 6
     assert index.propose(3) == [4, 5, 6]
     assert index.propose(0) == []
+
+
+def test_a_clients_earlier_answers_continue_another_sequence_and_only_its_own() -> None:
+    cache = AnswerCache(max_tokens=40, max_clients=2)
+    cache.add("alice", [10, 11, 12, 13, 14, 15, 16])
+    history = [1, 2, 11, 12, 13]  # ends with 3 tokens of alice's answer
+    assert cache.continuation("alice", history, 2) == (3, [14, 15])
+    assert cache.continuation("alice", [9, *history], 2) == (3, [14, 15])
+    assert cache.continuation("alice", [10, 11, 12, 13], 2) == (4, [14, 15])
+    assert cache.continuation("bob", history, 2) == (0, [])  # never another client's answers
+    assert cache.continuation("alice", [1, 12, 13], 2) == (0, [])  # 2 tokens are too weak a cue here
+    cache.add("bob", [20, 21, 22, 23])
+    cache.add("carol", [30, 31, 32, 33])  # a third client: the least recently served goes
+    assert cache.continuation("alice", history, 2) == (0, [])
+    assert cache.continuation("bob", [20, 21, 22], 1) == (3, [23])
+    for start in range(0, 200, 8):  # bounded: old answers make room for new ones
+        cache.add("bob", list(range(100 + start, 108 + start)))
+        assert len(cache._indexes["bob"].tokens) <= 40
+    assert cache.continuation("bob", [292, 293, 294], 2) == (3, [295, 296])
+    assert cache.continuation("bob", [20, 21, 22], 1) == (0, [])  # forgotten, and not proposed
 
 
 def test_the_incremental_index_agrees_with_a_rescan() -> None:
@@ -246,7 +266,7 @@ def test_auto_mode_proposes_as_far_as_expected_gain_pays() -> None:
     dear = _policy_with_costs(1, {1: 0.010, 9: 0.090})
     state = _sure_state(20, 20)
     assert dear.choose_lengths(1, [(state, candidates)], room=100) == [0]
-    assert state.shadow == (11, 3)
+    assert state.shadow == (11, 3, False)  # (where, token, from the client's answers)
     tries = state.tries
     state.index.append(3)  # the model decoded what the shadow proposed
     state.settle_shadow()

@@ -11,6 +11,8 @@ from spec_prompts import ARTICLES, QUESTIONS, SYSTEM, collect, kb_prompt, kb_use
 
 from bendi.engines.llamacpp.engine import LlamaCppEngine
 from bendi.engines.llamacpp.model import ContextConfig
+from bendi.engines.llamacpp.speculate_policy import SpeculationPolicy
+from bendi.engines.llamacpp.step_costs import StepCosts
 from bendi.engines.messages import ChatMessage
 
 ANSWER_TOKENS = 48
@@ -41,6 +43,38 @@ def test_greedy_output_is_unchanged_across_batch_sizes(engine: LlamaCppEngine) -
     proposed = after.speculative_proposed_tokens - before.speculative_proposed_tokens
     assert proposed > 0 and accepted > ANSWER_TOKENS  # the quoting answers really were speculated
     assert after.decode_steps - before.decode_steps < 2 * len(prompts) * ANSWER_TOKENS * 3
+
+
+def test_a_clients_earlier_answer_is_proposed_to_it_and_to_nobody_else(
+    engine: LlamaCppEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In auto mode a sequence whose own history matches less than its client's recent answers
+    takes its proposals from there: asked again, an answer is proposed from the first one and stays
+    the same; another client asking the same gets nothing from it (its speed would tell what others
+    were told). Step costs are pinned (cheap) so the choices depend on the proposals alone."""
+    prompt = kb_prompt(engine, QUESTIONS[0])
+    params = {"max_tokens": ANSWER_TOKENS, "temperature": 0}
+    ((reference, _, _),) = plain_outputs(engine, [prompt], **params)
+    engine.configure_speculation("auto", 8)
+    monkeypatch.setattr(SpeculationPolicy, "record_step", lambda *args: None)
+    cheap = StepCosts()
+    for tokens in range(1, 10):
+        cheap.record(tokens, 0.010 + 0.0005 * tokens)
+    monkeypatch.setattr(StepCosts, "estimate", lambda self, tokens: cheap.measured(tokens))
+
+    def answer(client: str) -> tuple[str, int]:
+        before = engine.stats().speculative_accepted_tokens
+        text, _, _ = asyncio.run(collect(engine, prompt, client_id=client, **params))
+        return text, engine.stats().speculative_accepted_tokens - before
+
+    first, accepted_first = answer("key:alice")
+    again, accepted_again = answer("key:alice")
+    other, accepted_other = answer("key:bob")
+    assert first == again == other == reference
+    # Proposed from the first answer, the second is nearly all accepted tokens (what its own
+    # history offers alone, bob's count, is much less).
+    assert accepted_again >= 3 * ANSWER_TOKENS // 4 > accepted_first, (accepted_first, accepted_again)
+    assert accepted_other == accepted_first
 
 
 def _quoting_answer(engine: LlamaCppEngine) -> tuple[str, str]:

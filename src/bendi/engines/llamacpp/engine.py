@@ -128,7 +128,8 @@ class LlamaCppEngine:
         loop = asyncio.get_running_loop()
         open_mailbox(loop)
         queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
-        seq = ActiveSequence(request.request_id, tokens, request.params, max_new, loop, queue)
+        seq = ActiveSequence(request.request_id, tokens, request.params, max_new, loop, queue,
+                             client_id=request.client_id)  # fmt: skip
         if max_new == 0:
             seq.finish("length")
         else:

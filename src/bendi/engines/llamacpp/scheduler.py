@@ -15,7 +15,7 @@ from bendi.engines.llamacpp.model import LlamaModel
 from bendi.engines.llamacpp.prefill import PrefillPace, plan_prefill
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
-from bendi.engines.llamacpp.speculate import NgramIndex, verify
+from bendi.engines.llamacpp.speculate import AnswerCache, NgramIndex, verify
 from bendi.engines.llamacpp.speculate_policy import SpecState, SpeculationPolicy
 from bendi.engines.stats import EngineStats
 
@@ -110,6 +110,7 @@ class Scheduler:
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
         self._policy = speculation or SpeculationPolicy()
         self._draft = draft  # proposes tokens when the policy's mode is "draft"
+        self._answers = AnswerCache()  # what prompt lookup falls back on in auto mode
         # Rejected proposals are removed from the KV cache by position; recurrent state cannot be.
         self._can_speculate = not self._is_recurrent(llama_cpp, model)
         self._thread = threading.Thread(
@@ -332,6 +333,8 @@ class Scheduler:
         return False
 
     def _release(self, seq: Sequence) -> None:
+        if seq.spec is not None and seq.spec.index is not None and not seq.cancelled:
+            self._answers.add(seq.client_id, seq.spec.index.tokens[len(seq.prompt_tokens) :])
         slot = self._slots[seq.slot]
         slot.owner = None
         slot.last_used_s = time.monotonic()
@@ -474,7 +477,13 @@ class Scheduler:
                 seq.spec = SpecState(NgramIndex(self._history(seq)))
             index = seq.spec.index
             assert index is not None
-            candidates.append((seq.spec, index.propose(min(_proposal_room(seq), policy.max_tokens))))
+            limit = min(_proposal_room(seq), policy.max_tokens)
+            # The longer match wins, the sequence's own history on a tie: its history (an answer
+            # quoting its prompt), or the client's earlier answers (an answer like one given before).
+            matched, proposals = index.continuation(index.tokens, limit)
+            answer_matched, from_answers = self._answers.continuation(seq.client_id, index.tokens, limit)
+            seq.spec.from_answers = answer_matched > matched
+            candidates.append((seq.spec, from_answers if seq.spec.from_answers else proposals))
         lengths = policy.choose_lengths(len(generating), candidates, room)
         for seq, (_, proposals), length in zip(generating, candidates, lengths, strict=True):
             seq.proposals = proposals[:length]

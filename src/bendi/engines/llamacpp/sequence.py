@@ -110,6 +110,7 @@ class Sequence:
     outbox: Outbox | None = None  # set by the scheduler; None: deliver directly
     spec: Any = None  # SpecState once the scheduler speculates for it (speculate_policy.py)
     proposals: list[int] = field(default_factory=list)  # verified in the coming step
+    client_id: str = "anonymous"  # whose answer it is: speculation looks up only that client's answers
 
     @property
     def prefilling(self) -> bool:

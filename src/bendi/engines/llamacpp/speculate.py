@@ -1,5 +1,6 @@
 """Prompt-lookup speculation: propose the continuation of the latest earlier occurrence of the
-last few tokens (an answer quoting its retrieved articles), and the rule that verifies proposals.
+last few tokens (an answer quoting its retrieved articles, or else the same client's recent
+answers), and the rule that verifies proposals.
 
 Pure Python and incremental: each new token updates one dict entry per n-gram size, so a
 proposal costs a few dict lookups however long the prompt is.
@@ -7,10 +8,16 @@ proposal costs a few dict lookups however long the prompt is.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 NGRAM_MAX = 4  # longest suffix matched first: fewer, surer proposals
 NGRAM_MIN = 2  # a single repeated token is too weak a cue (punctuation, spaces)
+MATCH_REACH = 32  # how far back a match is followed to compare two sources of proposals
+# Another answer's text is a weaker cue than the sequence's own history: 3 tokens at least.
+ANSWER_NGRAM_MIN = 3
+ANSWER_CACHE_TOKENS = 4096  # each client's recent answers kept (~30 answers of 128 tokens, ~1.5 MB)
+ANSWER_CACHE_CLIENTS = 16  # clients whose answers are kept; the least recently served goes first
 
 
 class NgramIndex:
@@ -36,17 +43,64 @@ class NgramIndex:
 
     def propose(self, limit: int) -> list[int]:
         """Up to `limit` tokens that followed the longest suffix's latest earlier occurrence."""
+        return self.continuation(self.tokens, limit)[1]
+
+    def continuation(self, history: Sequence[int], limit: int) -> tuple[int, list[int]]:
+        """(n, up to `limit` tokens) that followed, in this index, the latest occurrence of the
+        longest suffix of `history` (this index's own tokens, or another sequence's); n is how many
+        tokens the match covers (followed back up to MATCH_REACH), 0 when there is none."""
         if limit <= 0:
-            return []
+            return 0, []
+        end = len(history)
         toks = self.tokens
-        end = len(toks)
         for n, where in zip(self._sizes, self._maps, strict=True):
             if end < n:
                 continue
-            start = where.get(tuple(toks[end - n :]))
+            start = where.get(tuple(history[end - n :]))
             if start is not None:
-                return toks[start : start + limit]
-        return []
+                # How far the match really reaches back, so two sources can be compared.
+                while (
+                    n < MATCH_REACH and start > n and end > n and toks[start - n - 1] == history[end - n - 1]
+                ):
+                    n += 1
+                return n, toks[start : start + limit]
+        return 0, []
+
+
+class AnswerCache:
+    """Each client's recent answers, for lookup where a sequence's own history has no match: answers
+    to questions of one kind repeat their phrasing (how an article is cited, how an answer closes).
+
+    Kept per client (API key, account or address), never shared: a proposal cannot change an answer,
+    but how fast an answer comes could tell whether a phrase was in someone else's recent answers."""
+
+    def __init__(
+        self, max_tokens: int = ANSWER_CACHE_TOKENS, max_clients: int = ANSWER_CACHE_CLIENTS
+    ) -> None:
+        self._max_tokens = max_tokens
+        self._max_clients = max_clients
+        self._indexes: OrderedDict[str, NgramIndex] = OrderedDict()
+
+    def add(self, client: str, answer: Sequence[int]) -> None:
+        if not answer or self._max_tokens <= 0:
+            return
+        index = self._indexes.pop(client, None)
+        answer = list(answer[-self._max_tokens :])
+        if index is None or len(index.tokens) + len(answer) > self._max_tokens:
+            # Full: rebuilt from the newer half, so the index maps nothing it no longer holds.
+            old = [] if index is None else index.tokens
+            room = max(0, min(self._max_tokens // 2, self._max_tokens - len(answer)))
+            index = NgramIndex(old[max(0, len(old) - room) :] if room else [], min_n=ANSWER_NGRAM_MIN)
+        for token in answer:
+            index.append(token)
+        self._indexes[client] = index
+        while len(self._indexes) > self._max_clients:
+            self._indexes.popitem(last=False)
+
+    def continuation(self, client: str, history: Sequence[int], limit: int) -> tuple[int, list[int]]:
+        """As NgramIndex.continuation, in this client's recent answers."""
+        index = self._indexes.get(client)
+        return index.continuation(history, limit) if index is not None else (0, [])
 
 
 def verify(sample_at: Callable[[int], int], proposals: Sequence[int], take: Callable[[int], bool]) -> int:

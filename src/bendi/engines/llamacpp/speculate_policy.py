@@ -57,25 +57,37 @@ class SpecState:
     rest: int = 0  # steps left before proposing again
     hits: float = 0.0  # decayed proposed tokens accepted ...
     tries: float = 0.0  # ... of those the target model judged (up to and including a rejection)
-    # (history length, token): the proposal's first token on a step that proposed nothing, checked
-    # against what was decoded instead, so a sequence's acceptance is known before it pays for it.
-    shadow: tuple[int, int] | None = None
+    # The same for proposals from the client's earlier answers (a weaker cue, judged apart), and
+    # whether this step's proposals came from there.
+    answer_hits: float = 0.0
+    answer_tries: float = 0.0
+    from_answers: bool = False
+    # (history length, token, from answers): the proposal's first token on a step that proposed
+    # nothing, checked against what was decoded instead, so a sequence's acceptance is known before
+    # it pays for it.
+    shadow: tuple[int, int, bool] | None = None
 
     @property
     def token_acceptance(self) -> float:
-        return (self.hits + PRIOR_ACCEPTANCE * PRIOR_TRIES) / (self.tries + PRIOR_TRIES)
+        """The chance a proposed token from this step's source is accepted, given those before it were."""
+        hits, tries = (self.answer_hits, self.answer_tries) if self.from_answers else (self.hits, self.tries)
+        return (hits + PRIOR_ACCEPTANCE * PRIOR_TRIES) / (tries + PRIOR_TRIES)
 
-    def judge(self, hits: int, tries: int) -> None:
-        self.hits = self.hits * ACCEPTANCE_DECAY + hits
-        self.tries = self.tries * ACCEPTANCE_DECAY + tries
+    def judge(self, hits: int, tries: int, *, from_answers: bool = False) -> None:
+        if from_answers:
+            self.answer_hits = self.answer_hits * ACCEPTANCE_DECAY + hits
+            self.answer_tries = self.answer_tries * ACCEPTANCE_DECAY + tries
+        else:
+            self.hits = self.hits * ACCEPTANCE_DECAY + hits
+            self.tries = self.tries * ACCEPTANCE_DECAY + tries
 
     def settle_shadow(self) -> None:
         """Count the shadow proposal's first token as a try, once the token it guessed is known."""
         if self.shadow is None or self.index is None:
             return
-        at, token = self.shadow
+        at, token, from_answers = self.shadow
         if len(self.index.tokens) > at:
-            self.judge(int(self.index.tokens[at] == token), 1)
+            self.judge(int(self.index.tokens[at] == token), 1, from_answers=from_answers)
             self.shadow = None
 
 
@@ -148,7 +160,7 @@ class SpeculationPolicy:
         lengths = [min(best, len(row)) for row in chances]
         for (state, proposals), length in zip(candidates, lengths, strict=True):
             if length == 0 and proposals and state.index is not None:
-                state.shadow = (len(state.index.tokens), proposals[0])
+                state.shadow = (len(state.index.tokens), proposals[0], state.from_answers)
         return lengths
 
     def want_speculation(self, generating: int) -> bool:
@@ -195,7 +207,7 @@ class SpeculationPolicy:
     def record_sequence(self, state: SpecState, proposed: int, accepted: int) -> None:
         self.proposed += proposed
         self.accepted += accepted
-        state.judge(accepted, accepted + (accepted < proposed))
+        state.judge(accepted, accepted + (accepted < proposed), from_answers=state.from_answers)
         if accepted == proposed:  # the text follows the source: look further ahead
             state.length = min(self.max_tokens, state.length + 2)
         else:
