@@ -110,7 +110,7 @@ class Scheduler:
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
         self._policy = speculation or SpeculationPolicy()
         self._draft = draft  # proposes tokens when the policy's mode is "draft"
-        self._answers = AnswerCache()  # what prompt lookup falls back on in auto mode
+        self._answers = AnswerCache()  # clients' recent answers: auto mode's second source of proposals
         # Rejected proposals are removed from the KV cache by position; recurrent state cannot be.
         self._can_speculate = not self._is_recurrent(llama_cpp, model)
         self._thread = threading.Thread(

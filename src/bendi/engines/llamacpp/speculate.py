@@ -68,8 +68,9 @@ class NgramIndex:
 
 
 class AnswerCache:
-    """Each client's recent answers, for lookup where a sequence's own history has no match: answers
-    to questions of one kind repeat their phrasing (how an article is cited, how an answer closes).
+    """Each client's recent answers, for lookup where they match a sequence's last tokens further back
+    than its own history does: answers to questions of one kind repeat their phrasing (how an article
+    is cited, how an answer closes).
 
     Kept per client (API key, account or address), never shared: a proposal cannot change an answer,
     but how fast an answer comes could tell whether a phrase was in someone else's recent answers."""
