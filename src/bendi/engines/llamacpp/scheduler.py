@@ -15,7 +15,7 @@ from bendi.engines.llamacpp.model import LlamaModel
 from bendi.engines.llamacpp.prefill import PrefillPace, plan_prefill
 from bendi.engines.llamacpp.prompt_cache import PromptCache, SavedPrefix, common_prefix_length
 from bendi.engines.llamacpp.sequence import Outbox, Sequence, build_sampler
-from bendi.engines.llamacpp.speculate import AnswerCache, NgramIndex, verify
+from bendi.engines.llamacpp.speculate import MATCH_REACH, AnswerCache, NgramIndex, verify
 from bendi.engines.llamacpp.speculate_policy import SpecState, SpeculationPolicy
 from bendi.engines.stats import EngineStats
 
@@ -480,8 +480,11 @@ class Scheduler:
             limit = min(_proposal_room(seq), policy.max_tokens)
             # The longer match wins, the sequence's own history on a tie: its history (an answer
             # quoting its prompt), or the client's earlier answers (an answer like one given before).
-            matched, proposals = index.continuation(index.tokens, limit)
             answer_matched, from_answers = self._answers.continuation(seq.client_id, index.tokens, limit)
+            # Its own match is followed back only when there is another to compare (the hot path).
+            matched, proposals = index.continuation(
+                index.tokens, limit, reach=MATCH_REACH if answer_matched else 0
+            )
             seq.spec.from_answers = answer_matched > matched
             candidates.append((seq.spec, from_answers if seq.spec.from_answers else proposals))
         lengths = policy.choose_lengths(len(generating), candidates, room)

@@ -43,12 +43,14 @@ class NgramIndex:
 
     def propose(self, limit: int) -> list[int]:
         """Up to `limit` tokens that followed the longest suffix's latest earlier occurrence."""
-        return self.continuation(self.tokens, limit)[1]
+        return self.continuation(self.tokens, limit, reach=0)[1]
 
-    def continuation(self, history: Sequence[int], limit: int) -> tuple[int, list[int]]:
+    def continuation(
+        self, history: Sequence[int], limit: int, reach: int = MATCH_REACH
+    ) -> tuple[int, list[int]]:
         """(n, up to `limit` tokens) that followed, in this index, the latest occurrence of the
         longest suffix of `history` (this index's own tokens, or another sequence's); n is how many
-        tokens the match covers (followed back up to MATCH_REACH), 0 when there is none."""
+        tokens the match covers (followed back up to `reach`; 0: not followed), 0 when there is none."""
         if limit <= 0:
             return 0, []
         end = len(history)
@@ -59,9 +61,7 @@ class NgramIndex:
             start = where.get(tuple(history[end - n :]))
             if start is not None:
                 # How far the match really reaches back, so two sources can be compared.
-                while (
-                    n < MATCH_REACH and start > n and end > n and toks[start - n - 1] == history[end - n - 1]
-                ):
+                while n < reach and start > n and end > n and toks[start - n - 1] == history[end - n - 1]:
                     n += 1
                 return n, toks[start : start + limit]
         return 0, []
