@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/bench_kb_retrieval.py --full-lecoqa   # all ~66.9k article chunks (hours on CPU)
     .venv/bin/python benchmarks/bench_kb_retrieval.py --only lecoqa --ablation   # each component on/off
     .venv/bin/python benchmarks/bench_kb_retrieval.py --only lecoqa --lecoqa-others 20000 --ablation  # 26.7k
+    ... --only lecoqa --lecoqa-others 20000 --ablation --examples   # + LeCoQA's 1,234 non-test questions
+                                                                     #   as the base's answered examples
 
 --cached-only scores only the articles whose vectors are already cached (a partly embedded corpus)
 and the questions they answer; a question keeps its half. Indexes and the embedding cache live under
@@ -39,6 +41,7 @@ from kb_corpora import (
     law_passages,
     lecoqa_corpus,
     lecoqa_queries,
+    lecoqa_train_queries,
     passage_embedding_text,
     passage_text,
     pubmedqa,
@@ -72,6 +75,23 @@ def build(kbs: KnowledgeBases, name: str, passages: Sequence[Passage]) -> tuple[
             rate = done / (time.monotonic() - started)
             print(f"  {name}: {done}/{len(passages)} passages, {rate:.1f}/s", file=sys.stderr, flush=True)
     return kb, time.monotonic() - started
+
+
+def add_examples(
+    kb: KnowledgeBase, passages: Sequence[Passage], examples: Sequence[Query]
+) -> tuple[int, set[str]]:
+    """Store `examples` as the base's answered questions through the product's import (citations by
+    document and article); gold articles not in the corpus are left out. Returns (stored, cited keys)."""
+    from bendi.knowledge.examples import Example, ExampleCitation
+
+    where = {p.key: (p.doc, p.chunk.article) for p in passages}
+    items, cited = [], set()
+    for q in examples:
+        keys = sorted(k for k in q.gold if k in where)
+        if keys:
+            items.append(Example(q.text, tuple(ExampleCitation(*where[k]) for k in keys)))
+            cited.update(keys)
+    return kb.add_examples(list({e.question: e for e in items}.values())), cited
 
 
 def cached_passages(kbs: KnowledgeBases, passages: Sequence[Passage]) -> list[Passage]:
@@ -165,6 +185,8 @@ def main() -> int:
     parser.add_argument("--lecoqa-questions", type=int, help="default: all of the test split")
     parser.add_argument("--lecoqa-others", type=int, default=1000,
                         help="random articles of other laws added as distractors")  # fmt: skip
+    parser.add_argument("--examples", action="store_true",
+                        help="LeCoQA: store the questions outside its test split as the base's answered examples")  # fmt: skip
     parser.add_argument("--full-lecoqa", action="store_true", help="index every article (slow on CPU)")
     parser.add_argument("--cmrc-questions", type=int, default=300)
     parser.add_argument("--cmrc-split", default="trial", choices=("trial", "dev"))
@@ -190,9 +212,15 @@ def main() -> int:
         note: str,
         tune_half: bool = False,
         halves: tuple[list[Query], list[Query]] | None = None,
+        examples: Sequence[Query] = (),
     ) -> None:
         kb, build_s = build(kbs, name, passages)
         judge = Judge(kb, passages)
+        if examples:
+            started = time.monotonic()
+            stored, cited = add_examples(kb, passages, examples)
+            print(f"  {name}: {stored} example questions stored in {time.monotonic() - started:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
         row: dict[str, object] = {"passages": len(passages), "questions": len(queries), "index_s": round(build_s, 1),
                                   "note": note}  # fmt: skip
         splits = {"all": queries}
@@ -201,6 +229,11 @@ def main() -> int:
             # positions held out (`halves` keeps that parity when a subset is evaluated).
             tune_on, held_out = halves or (queries[0::2], queries[1::2])
             splits = {"all": queries, "tune_half": tune_on, "held_out_half": held_out}
+            if (
+                examples
+            ):  # the held-out questions an example answers with one of their gold articles, and the rest
+                splits["held_out_gold_cited_by_an_example"] = [q for q in held_out if q.gold & cited]
+                splits["held_out_gold_cited_by_no_example"] = [q for q in held_out if not q.gold & cited]
             row["tuning"] = tune(kb, judge, splits["tune_half"])["best"]
             if args.ablation:
                 row["ablation"] = ablation(kb, judge, splits["tune_half"], splits["held_out_half"])
@@ -240,7 +273,10 @@ def main() -> int:
             note += (
                 f"; --cached-only: {len(subset)} chunks whose vectors were cached, {len(queries)} questions"
             )
-        run("lecoqa", subset, queries, note, tune_half=True, halves=halves)
+        examples = lecoqa_train_queries() if args.examples else []
+        if examples:
+            note += f"; {len(examples)} non-test questions stored as answered examples"
+        run("lecoqa", subset, queries, note, tune_half=True, halves=halves, examples=examples)
     if args.only in (None, "cmrc"):
         passages, queries = cmrc(args.cmrc_questions, args.cmrc_split, args.cmrc_paragraphs)
         sample = f"{len(passages)} sampled paragraphs" if args.cmrc_paragraphs else "every paragraph"

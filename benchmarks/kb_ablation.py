@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from kb_corpora import Passage, Query
 
+from bendi.knowledge.examples import EXAMPLE_DEPTH, EXAMPLE_WEIGHT, cited_ranking, nearest_examples
 from bendi.knowledge.index import ScoredChunk
 from bendi.knowledge.library import KnowledgeBase
 from bendi.knowledge.rewrite_rules import clauses, expansion_terms
@@ -28,6 +29,7 @@ from bendi.knowledge.search import (
     RRF_K,
     WEIGHTS,
     neighbour_boost,
+    own_best_first,
     rrf,
 )
 
@@ -40,6 +42,11 @@ class Lists:
     dense_clauses: list[list[ScoredChunk]]
     dense_expanded: list[ScoredChunk]
     neighbours: dict[int, list[int]]
+    examples: list[tuple[int, float]]  # the nearest answered examples (up to EXAMPLES_DEEPEST)
+    cited: dict[int, list[int]]  # their cited chunks
+
+
+EXAMPLES_DEEPEST = 20
 
 
 def collect(kb: KnowledgeBase, queries: Sequence[Query]) -> list[Lists]:
@@ -56,7 +63,9 @@ def collect(kb: KnowledgeBase, queries: Sequence[Query]) -> list[Lists]:
         bm25 = kb.index.keyword_search(q.text, CANDIDATES)
         expanded = kb.index.keyword_search(f"{q.text} {extra}", CANDIDATES) if extra else bm25
         dense = [kb.index.vector_search(v, CANDIDATES) for v in vectors]
-        out.append(Lists(bm25, expanded, dense[0], dense[1:-1], dense[-1], neighbours))
+        nearest = nearest_examples(vectors[0], *kb.index.example_vectors(), depth=EXAMPLES_DEEPEST)
+        cited = kb.index.cited_chunks([e for e, _ in nearest])
+        out.append(Lists(bm25, expanded, dense[0], dense[1:-1], dense[-1], neighbours, nearest, cited))
     return out
 
 
@@ -72,6 +81,8 @@ class Config:
     dense_weight: float = WEIGHTS["dense"]
     clause_weight: float = CLAUSE_WEIGHT
     neighbour: float = 0.0  # weight lent to the document neighbours of the top fused chunks
+    examples: float = 0.0  # weight of the list of chunks the nearest answered examples cite
+    example_depth: int = EXAMPLE_DEPTH
 
 
 def fuse(lists: Lists, c: Config) -> list[int]:
@@ -85,9 +96,16 @@ def fuse(lists: Lists, c: Config) -> list[int]:
             for i, ranking in enumerate(lists.dense_clauses, start=1):
                 rankings[f"dense:{i}"] = ranking
                 weights[f"dense:{i}"] = c.clause_weight
+    if c.examples > 0:
+        cited = cited_ranking(lists.examples[: c.example_depth], lists.cited)
+        rankings["examples"] = [ScoredChunk(cid, s) for cid, s in cited]
+        weights["examples"] = c.examples
     fused = rrf(rankings, k=c.k, weights=weights)
     if c.neighbour > 0:
         fused = neighbour_boost(fused, lists.neighbours, weight=c.neighbour, k=c.k, depth=NEIGHBOUR_DEPTH)
+    if rankings.get("examples"):  # as the product: the fusion without them keeps its first hit
+        plain = rrf({n: r for n, r in rankings.items() if n != "examples"}, k=c.k, weights=weights)
+        fused = own_best_first(fused, plain[0][0]) if plain else fused
     return [cid for cid, _, _ in fused[:30]]
 
 
@@ -107,10 +125,26 @@ def tune(judge: object, lists: Sequence[Lists], queries: Sequence[Query], base: 
     best, best_key = base, (-1.0, -1.0)
     clause_grid = (0.25, 0.5, 0.75, 1.0) if base.split else (base.clause_weight,)
     neighbour_grid = (0.25, 0.5, 1.0) if base.neighbour else (0.0,)
-    grid = itertools.product((5, 10, 20, 60), (1.0, 1.5, 2.0, 3.0), clause_grid, neighbour_grid)
-    for k, dw, cw, nw in grid:
+    example_grid = (
+        list(itertools.product((0.5, 1.0, 1.5, 2.0), (3, 5, 10, 20)))
+        if base.examples
+        else [(0.0, EXAMPLE_DEPTH)]
+    )
+    grid = itertools.product((5, 10, 20, 60), (1.0, 1.5, 2.0, 3.0), clause_grid, neighbour_grid, example_grid)
+    for k, dw, cw, nw, (ew, ed) in grid:
         c = Config(
-            base.name, base.expand, base.split, base.expand_dense, base.bm25, base.dense, k, dw, cw, nw
+            base.name,
+            base.expand,
+            base.split,
+            base.expand_dense,
+            base.bm25,
+            base.dense,
+            k,
+            dw,
+            cw,
+            nw,
+            ew,
+            ed,
         )
         row = score(ranked, scorer, lists, queries, c)
         key = (round(row["recall@10"], 6), row["mrr@10"])
@@ -145,6 +179,13 @@ def ablation(
             split=True,
             neighbour=NEIGHBOUR_WEIGHT,
         ),
+        Config(
+            "product default + answered examples",
+            expand=True,
+            neighbour=NEIGHBOUR_WEIGHT,
+            examples=EXAMPLE_WEIGHT,
+        ),
+        Config("hybrid + answered examples", examples=EXAMPLE_WEIGHT),
         Config("dense of question + formal terms", expand_dense=True, bm25=False),
         Config("hybrid + formal terms (BM25 and dense)", expand=True, expand_dense=True),
         Config(
@@ -159,6 +200,7 @@ def ablation(
                          "held_out": _r(score(ranked, scorer, held_lists, held_out, c))},
             "tuned_on_tune_half": {"k": tuned.k, "dense_weight": tuned.dense_weight,
                                    "clause_weight": tuned.clause_weight, "neighbour_weight": tuned.neighbour,
+                                   "examples_weight": tuned.examples, "example_depth": tuned.example_depth,
                                    "held_out": _r(score(ranked, scorer, held_lists, held_out, tuned))},
         }  # fmt: skip
     rows["seconds"] = round(time.monotonic() - started, 1)
@@ -171,7 +213,7 @@ def _r(row: Mapping[str, float]) -> dict[str, float]:
 
 def table(rows: Mapping[str, object]) -> str:
     """A Markdown table of the ablation: held-out recall@5/@10/MRR, defaults and tuned."""
-    lines = ["| configuration | held-out r@5 | r@10 | MRR@10 | tune-half r@10 | tuned on tune half: held-out r@10 (k, dense w, clause w, neighbour w) |",
+    lines = ["| configuration | held-out r@5 | r@10 | MRR@10 | tune-half r@10 | tuned on tune half: held-out r@10 (k, dense w, clause w, neighbour w, examples w/depth) |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for name, row in rows.items():
         if not isinstance(row, dict):
@@ -184,7 +226,7 @@ def table(rows: Mapping[str, object]) -> str:
         d, t = row["defaults"], row["tuned_on_tune_half"]
         h = d["held_out"]
         lines.append(f"| {name} | {h['recall@5']} | {h['recall@10']} | {h['mrr@10']} | {d['tune']['recall@10']} | "
-                     f"{t['held_out']['recall@10']} ({t['k']}, {t['dense_weight']}, {t['clause_weight']}, {t['neighbour_weight']}) |")  # fmt: skip
+                     f"{t['held_out']['recall@10']} ({t['k']}, {t['dense_weight']}, {t['clause_weight']}, {t['neighbour_weight']}, {t['examples_weight']}/{t['example_depth']}) |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -49,19 +49,31 @@ def law_passages(root: Path) -> Iterator[Passage]:
                 yield Passage(f"{title}|{chunk.article}", str(rel), doc.title, chunk)
 
 
+def _gold(item: dict[str, object]) -> frozenset[str]:
+    gold = set()
+    for name in item["match_name"]:  # type: ignore[attr-defined]
+        match = _GOLD.match(name.strip())
+        if match:
+            gold.add(f"{norm_title(match.group(1))}|{match.group(2)}")
+    return frozenset(gold)
+
+
 def lecoqa_queries(limit: int | None, seed: int = 7) -> list[Query]:
     items = json.loads((SHARED / "legal-lecoqa-stard/lecoqa/example_test.json").read_text(encoding="utf-8"))
-    queries = []
-    for item in items:
-        gold = set()
-        for name in item["match_name"]:
-            match = _GOLD.match(name.strip())
-            if match:
-                gold.add(f"{norm_title(match.group(1))}|{match.group(2)}")
-        if gold:
-            queries.append(Query(item["问题"], frozenset(gold)))
+    queries = [Query(item["问题"], gold) for item in items if (gold := _gold(item))]
     random.Random(seed).shuffle(queries)
     return queries[:limit] if limit else queries
+
+
+def lecoqa_train_queries() -> list[Query]:
+    """LeCoQA's questions outside its test split (1,234, none of them in it word for word): what an
+    organization's answered questions are to its knowledge base (bench --examples)."""
+    root = SHARED / "legal-lecoqa-stard/lecoqa"
+    test = {item["query_id"] for item in json.loads((root / "example_test.json").read_text(encoding="utf-8"))}
+    items = json.loads((root / "queries.json").read_text(encoding="utf-8"))
+    return [
+        Query(item["问题"], gold) for item in items if item["query_id"] not in test and (gold := _gold(item))
+    ]
 
 
 def lecoqa_subset(passages: list[Passage], queries: list[Query], articles: int, neighbours: int = 5,

@@ -4,6 +4,7 @@ that are administrators' only), and nothing of A's changes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from bendi.gateway.app import create_app
 from bendi.services import Services, build_services
 
 CANARY = "ZX-7731 巷道瓦斯浓度上限"
+EXAMPLE = {"question": f"{CANARY}是多少？", "citations": [{"document": "a.md", "quote": CANARY}]}
 
 
 class Party:
@@ -55,6 +57,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                              files={"files": ("a.md", f"# 第一条\n{CANARY}\n".encode(), "text/markdown")})  # fmt: skip
         assert upload.status_code == 202, upload.text
         doc_id = upload.json()["data"][0]["id"]
+        _wait_indexed(a, kb)
+        added = a.call("POST", f"/v1/knowledge-bases/{kb}/examples", {"examples": [EXAMPLE]})
+        assert added.status_code == 201, added.text
+        example_id = a.call("GET", f"/v1/knowledge-bases/{kb}/examples").json()["data"][0]["id"]
         grant = a.call(
             "POST", f"/v1/knowledge-bases/{kb}/access", {"department": "通风科", "permission": "read"}
         )
@@ -66,7 +72,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         message_id = a.call("GET", f"/v1/conversations/{conversation['id']}").json()["messages"][0]["id"]
         yield {"services": services, "a": a, "b": b, "b_session": b_session, "kb": kb, "doc_id": doc_id, "grant_id": grant.json()["id"],
                "conversation": conversation["id"], "message_id": message_id, "key_a": info_a.id,
-               "user_a": user_a.id, "admin": admin}  # fmt: skip
+               "user_a": user_a.id, "admin": admin, "example_id": example_id}  # fmt: skip
+
+
+def _wait_indexed(a: Party, kb: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        docs = a.call("GET", f"/v1/knowledge-bases/{kb}/documents").json()["data"]
+        if docs and all(d["status"] == "indexed" for d in docs):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the upload was not indexed: {docs}")
 
 
 def _snapshot(world: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +93,7 @@ def _snapshot(world: dict[str, Any]) -> dict[str, Any]:
         "kb": {k: v for k, v in a.call("GET", f"/v1/knowledge-bases/{kb}").json().items() if k != "chunks"},
         "docs": [d["id"] for d in a.call("GET", f"/v1/knowledge-bases/{kb}/documents").json()["data"]],
         "access": a.call("GET", f"/v1/knowledge-bases/{kb}/access").json()["grants"],
+        "examples": a.call("GET", f"/v1/knowledge-bases/{kb}/examples").json()["data"],
         "conversation": a.call("GET", f"/v1/conversations/{conv}").json(),
         "keys": [(k["id"], k["active"]) for k in a.call("GET", "/v1/auth/keys").json()["data"]],
     }
@@ -98,6 +115,9 @@ def test_b_cannot_reach_any_of_a_s_objects(world: dict[str, Any]) -> None:
         ("GET", f"/v1/knowledge-bases/{kb}/access", None, (404,)),
         ("POST", f"/v1/knowledge-bases/{kb}/access", {"department": "机电科", "permission": "write"}, (404,)),
         ("DELETE", f"/v1/knowledge-bases/{kb}/access/{world['grant_id']}", None, (404,)),
+        ("GET", f"/v1/knowledge-bases/{kb}/examples", None, (404,)),
+        ("POST", f"/v1/knowledge-bases/{kb}/examples", {"examples": [EXAMPLE]}, (404,)),
+        ("DELETE", f"/v1/knowledge-bases/{kb}/examples/{world['example_id']}", None, (404,)),
         # the same base reached through the chat APIs' model names and fields
         ("POST", "/v1/chat/completions", {"model": f"kb:{kb}", "messages": [{"role": "user", "content": CANARY}]}, (404,)),
         ("POST", "/v1/chat/completions", {"model": "smollm2:135m", "knowledge_base": kb,
@@ -161,3 +181,10 @@ def test_a_department_grant_opens_the_base_to_its_members_only(world: dict[str, 
     assert c.call("DELETE", f"/v1/knowledge-bases/{kb}").status_code == 403
     assert c.call("GET", f"/v1/knowledge-bases/{kb}/access").status_code == 403
     assert c.call("GET", f"/v1/knowledge-bases/{kb}/documents").status_code == 200
+    # reading a base's answered examples is reading it; changing them is writing it
+    assert (
+        c.call("GET", f"/v1/knowledge-bases/{kb}/examples").json()["data"][0]["question"]
+        == EXAMPLE["question"]
+    )
+    assert c.call("POST", f"/v1/knowledge-bases/{kb}/examples", {"examples": [EXAMPLE]}).status_code == 403
+    assert c.call("DELETE", f"/v1/knowledge-bases/{kb}/examples/{world['example_id']}").status_code == 403

@@ -100,6 +100,9 @@ ROUTE_RULES: dict[tuple[str, str], Rule] = {
     ("GET", _KB + "/{kb}/access"): "signed_in",
     ("POST", _KB + "/{kb}/access"): "kb:write",
     ("DELETE", _KB + "/{kb}/access/{grant_id}"): "kb:write",
+    ("GET", _KB + "/{kb}/examples"): "signed_in",
+    ("POST", _KB + "/{kb}/examples"): "kb:write",
+    ("DELETE", _KB + "/{kb}/examples/{example_id}"): "kb:write",
     # administration
     ("GET", "/v1/admin/users"): "admin",
     ("POST", "/v1/admin/users"): "admin",

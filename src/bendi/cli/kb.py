@@ -65,6 +65,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--hide-thinking", action="store_true")
     p.set_defaults(func=_ask)
 
+    p = sub.add_parser(
+        "examples",
+        help="answered example questions that steer search to their citations: import, list, remove",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "file", nargs="?", help='JSON Lines to import: {"question": ..., "citations": [{"document": ..., '
+        '"article": "第十条"} or {"document": ..., "quote": ...}]}; without it, list them'
+    )  # fmt: skip
+    p.add_argument("--rm", type=int, metavar="ID", help="remove one example")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_examples)
+
     p = sub.add_parser("demo", help="create the demo base `mining` from the regulations shipped with bendi")
     p.set_defaults(func=_demo)
 
@@ -201,6 +214,39 @@ def _rm(args: argparse.Namespace) -> int:
     doc = kb.find_document(args.doc)
     kb.delete_document(doc.id)
     print(f"Removed {doc.file} from {shown}.")
+    return 0
+
+
+def _examples(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bendi.core.errors import UserInputError
+    from bendi.knowledge.examples import parse_examples
+
+    kb = _services().knowledge.get(args.name, _scope())
+    if args.rm is not None:
+        kb.delete_example(args.rm)
+        print(f"Removed example {args.rm} from {kb.display_name}.")
+        return 0
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise UserInputError(f"There is no examples file {args.file}.")
+        count = kb.add_examples(parse_examples(path.read_text(encoding="utf-8", errors="replace")))
+        print(f"Stored {count} example questions in {kb.display_name}.")
+        return 0
+    examples = kb.examples()
+    if args.json:
+        print(json.dumps([e.to_json() for e in examples], ensure_ascii=False, indent=2))
+        return 0
+    for e in examples:
+        cites = (
+            "; ".join(f"{c.document} {c.article or repr(c.quote)}" for c in e.citations)
+            or "(no citations left)"
+        )
+        print(f"{e.id:5}  {e.question}\n       -> {cites}")
+    if not examples:
+        print(f"No example questions in {kb.display_name}; import some with: bendi kb examples NAME FILE")
     return 0
 
 

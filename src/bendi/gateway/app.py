@@ -30,6 +30,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "bendi.gateway.pulls_api",
     "bendi.gateway.knowledge_api.routes",
     "bendi.gateway.knowledge_api.access_routes",
+    "bendi.gateway.knowledge_api.examples_routes",
     "bendi.gateway.accounts_api.auth_routes",
     "bendi.gateway.accounts_api.admin_routes",
     "bendi.ui.routes",

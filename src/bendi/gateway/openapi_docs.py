@@ -114,6 +114,7 @@ EXTRA_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/knowledge-bases/{kb}/search"): (503,),  # the query is embedded by a model
     ("POST", "/v1/knowledge-bases/{kb}/ask"): GENERATION,
     ("POST", "/v1/knowledge-bases/{kb}/access"): (409,),
+    ("POST", "/v1/knowledge-bases/{kb}/examples"): (503,),  # the questions are embedded by a model
     ("POST", "/v1/auth/login"): (401, 429),
     ("POST", "/v1/auth/password"): (401, 429),  # a wrong current password counts as a failed sign-in
     ("POST", "/v1/auth/keys"): (403, 409),  # 403 also in single-user mode: keys belong to users

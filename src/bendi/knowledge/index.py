@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from bendi.core.errors import NotFoundError
+from bendi.knowledge.examples import QUOTE_PROBE
 from bendi.knowledge.records import Chunk, DocStatus, DocumentRecord, Hit
 from bendi.knowledge.tokenize import fts_expression, query_terms, segment
 
@@ -39,6 +40,12 @@ CREATE TABLE IF NOT EXISTS chunks (
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(tokens, tokenize = 'unicode61 remove_diacritics 2');
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vocab USING fts5vocab(chunks_fts, 'row');
+CREATE TABLE IF NOT EXISTS examples (
+  id INTEGER PRIMARY KEY, question TEXT NOT NULL UNIQUE, vector BLOB NOT NULL, added_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS example_citations (
+  example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+  doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, article TEXT, quote TEXT);
+CREATE INDEX IF NOT EXISTS example_citations_example ON example_citations(example_id);
 """
 # A query term found in more than this share of a large base's chunks is left out of the BM25
 # query: its IDF is small, yet its posting list is most of the cost (at 100k law chunks, dropping
@@ -80,6 +87,10 @@ class IndexBackend(Protocol):
     def hits(self, scored: Sequence[ScoredChunk]) -> list[Hit]: ...
     def sample_chunks(self, count: int) -> list[Hit]: ...
     def neighbours(self, chunk_ids: Sequence[int]) -> dict[int, list[int]]: ...
+    def example_vectors(self) -> tuple[np.ndarray, np.ndarray]: ...
+    def cited_chunks(
+        self, example_ids: Sequence[int], doc_ids: Sequence[int] | None = None
+    ) -> dict[int, list[int]]: ...
     def stats(self) -> tuple[int, int]: ...
     def close(self) -> None: ...
 
@@ -95,6 +106,7 @@ class SQLiteIndex:
         self._terms_lock = threading.Lock()
         self._frequencies: tuple[int, int, dict[str, int]] | None = None  # (gen, chunks, term -> df)
         self._matrix: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None  # (gen, ids, docs, vecs)
+        self._example_matrix: tuple[int, np.ndarray, np.ndarray] | None = None  # (gen, ids, vecs)
         self._db().executescript(
             SCHEMA
         )  # executescript commits on its own; IF NOT EXISTS makes it idempotent
@@ -366,6 +378,91 @@ class SQLiteIndex:
         ids = [int(row[0]) for row in rows]
         step = max(1, len(ids) // max(1, count))
         return self.hits([ScoredChunk(chunk_id, 0.0) for chunk_id in ids[::step][:count]])
+
+    # answered example questions (examples.py) -------------------------------------------------
+    def put_examples(
+        self, rows: Sequence[tuple[str, np.ndarray, Sequence[tuple[int, str | None, str | None]]]]
+    ) -> int:
+        """Store (question, vector, [(doc_id, article, quote)]) rows in one transaction; a question
+        already stored gets the new citations instead of its old ones."""
+        with self._write() as db:
+            for question, vector, citations in rows:
+                blob = np.asarray(vector, dtype=np.float32).tobytes()
+                example_id = db.execute(
+                    "INSERT INTO examples (question, vector, added_at) VALUES (?, ?, ?) ON CONFLICT(question) "
+                    "DO UPDATE SET vector = excluded.vector, added_at = excluded.added_at RETURNING id",
+                    (question, blob, time.time()),
+                ).fetchone()[0]
+                db.execute("DELETE FROM example_citations WHERE example_id = ?", (example_id,))
+                db.executemany(
+                    "INSERT INTO example_citations (example_id, doc_id, article, quote) VALUES (?, ?, ?, ?)",
+                    [(example_id, *citation) for citation in citations],
+                )
+        return len(rows)
+
+    def examples(self) -> list[tuple[int, str, float, list[tuple[int, str | None, str | None]]]]:
+        db = self._db()
+        cites: dict[int, list[tuple[int, str | None, str | None]]] = {}
+        for example_id, doc_id, article, quote in db.execute(
+            "SELECT example_id, doc_id, article, quote FROM example_citations ORDER BY rowid"
+        ):
+            cites.setdefault(int(example_id), []).append((int(doc_id), article, quote))
+        rows = db.execute("SELECT id, question, added_at FROM examples ORDER BY id").fetchall()
+        return [(int(i), str(q), float(t), cites.get(int(i), [])) for i, q, t in rows]
+
+    def delete_example(self, example_id: int) -> None:
+        with self._write() as db:
+            if db.execute("DELETE FROM examples WHERE id = ?", (example_id,)).rowcount == 0:
+                raise NotFoundError(
+                    f"There is no example question with id {example_id} in this knowledge base."
+                )
+
+    def example_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of the example questions, cached per generation like the chunk matrix."""
+        generation = self._generation()
+        with self._matrix_lock:
+            if self._example_matrix is None or self._example_matrix[0] != generation:
+                rows = self._db().execute("SELECT id, vector FROM examples ORDER BY id").fetchall()
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                vecs = (np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+                        if rows else np.zeros((0, 1), dtype=np.float32))  # fmt: skip
+                self._example_matrix = (generation, ids, vecs)
+            return self._example_matrix[1], self._example_matrix[2]
+
+    def citation_found(self, doc_id: int, article: str | None, quote: str | None) -> bool:
+        """Whether the document now has the cited article, or a chunk holding the quote's start."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT 1 FROM chunks WHERE doc_id = ? AND (article = ? OR instr(text, substr(?, 1, ?)) > 0) LIMIT 1",
+                (doc_id, article, quote, QUOTE_PROBE),
+            )
+            .fetchone()
+        )
+        return row is not None
+
+    def cited_chunks(
+        self, example_ids: Sequence[int], doc_ids: Sequence[int] | None = None
+    ) -> dict[int, list[int]]:
+        """Each example's cited chunks as the documents are now: every chunk of a cited article, or
+        the chunks holding a quote's first QUOTE_PROBE characters."""
+        if not example_ids:
+            return {}
+        marks = ",".join("?" * len(example_ids))
+        sql = (
+            "SELECT t.example_id, c.id FROM example_citations t JOIN chunks c ON c.doc_id = t.doc_id "
+            "AND ((t.article IS NOT NULL AND c.article = t.article) "
+            f"OR (t.quote IS NOT NULL AND instr(c.text, substr(t.quote, 1, {QUOTE_PROBE})) > 0)) "
+            f"WHERE t.example_id IN ({marks})"
+        )
+        args: list[object] = list(example_ids)
+        if doc_ids is not None:
+            sql += f" AND c.doc_id IN ({','.join('?' * len(doc_ids))})"
+            args += list(doc_ids)
+        out: dict[int, list[int]] = {}
+        for example_id, chunk_id in self._db().execute(sql + " ORDER BY c.doc_id, c.ordinal", args):
+            out.setdefault(int(example_id), []).append(int(chunk_id))
+        return out
 
     def doc_ids_with_tags(self, tags: Sequence[str]) -> list[int]:
         wanted = set(tags)

@@ -15,6 +15,7 @@ from bendi.core.errors import AlreadyExistsError, InvalidNameError, NotFoundErro
 from bendi.core.names import ascii_identifier, display_name, name_key, normalize
 from bendi.core.paths import MAX_NAME_CHARS, DataPaths, safe_component
 from bendi.knowledge.embedding import CachedEmbedder, Embedder
+from bendi.knowledge.examples import Example, ExampleCitation, StoredExample
 from bendi.knowledge.index import SQLiteIndex
 from bendi.knowledge.records import DocumentRecord
 from bendi.knowledge.rerank import Reranker
@@ -85,9 +86,10 @@ class KnowledgeBase:
     def documents(self) -> list[DocumentRecord]:
         return self.index.documents()
 
-    def find_document(self, ref: str) -> DocumentRecord:
-        """A document by id or by its file as added (exact, then unique suffix)."""
-        docs = self.documents()
+    def find_document(self, ref: str, docs: Sequence[DocumentRecord] | None = None) -> DocumentRecord:
+        """A document by id or by its file as added (exact, then unique suffix), among `docs`
+        (default: the base's documents now)."""
+        docs = self.documents() if docs is None else docs
         if ref.isdigit():
             for doc in docs:
                 if doc.id == int(ref):
@@ -110,6 +112,51 @@ class KnowledgeBase:
             self.index.delete_document(doc_id)
         if stored:
             Path(stored).unlink(missing_ok=True)
+
+    # answered example questions (examples.py) -------------------------------------------------
+    def add_examples(self, examples: Sequence[Example]) -> int:
+        """Store examples, each citation checked against the documents now in the base: a document,
+        article or quote that is not there fails the whole import, naming the example."""
+        docs = self.documents()
+        rows = []
+        for n, example in enumerate(examples, start=1):
+            where = f"Example {n} ({example.question[:30]})"
+            rows.append((example.question, [self._citation_row(c, docs, where) for c in example.citations]))
+        if not rows:
+            return 0
+        vectors = self.embedder.embed([q for q, _ in rows], kind="query")
+        with self.write_lock:
+            return self.index.put_examples(
+                [(q, vector, citations) for (q, citations), vector in zip(rows, vectors, strict=True)]
+            )
+
+    def _citation_row(
+        self, citation: ExampleCitation, docs: Sequence[DocumentRecord], where: str
+    ) -> tuple[int, str | None, str | None]:
+        try:
+            doc = self.find_document(citation.document, docs)
+        except NotFoundError as exc:
+            raise NotFoundError(f"{where}: {exc.message}") from exc
+        except UserInputError as exc:
+            raise UserInputError(f"{where}: {exc.message}") from exc
+        row = (doc.id, citation.article, citation.quote)
+        if not self.index.citation_found(*row):
+            what = citation.article or f"passage starting {citation.quote[:20]!r}"  # type: ignore[index]
+            raise NotFoundError(f"{where}: {doc.file} has no {what}.")
+        return row
+
+    def examples(self) -> list[StoredExample]:
+        files = {d.id: d.file for d in self.documents()}
+        return [
+            StoredExample(
+                i, q, tuple(ExampleCitation(files.get(d, str(d)), a, quote) for d, a, quote in cites), t
+            )
+            for i, q, t, cites in self.index.examples()
+        ]
+
+    def delete_example(self, example_id: int) -> None:
+        with self.write_lock:
+            self.index.delete_example(example_id)
 
     def search(self, query: str, *, top_k: int = 5, mode: Mode = "hybrid", document_ids: Sequence[int] | None = None,
                tags: Sequence[str] | None = None, rewrites: Sequence[str] = ()) -> SearchResult:  # fmt: skip

@@ -40,7 +40,7 @@ def _worker(request: Request, services: Services) -> IngestWorker:
     return worker
 
 
-def _writable(request: Request, services: Services, name: str, need: KbRight) -> KnowledgeBase:
+def writable_kb(request: Request, services: Services, name: str, need: KbRight) -> KnowledgeBase:
     """The base when the caller may `need` it: 404 when they cannot see it, 403 when they only read it."""
     base = _kb(request, services, name)
     services.access.policy.require_kb(principal_of(request), base.name, need)
@@ -86,7 +86,7 @@ async def get_knowledge_base(kb: str, request: Request, services: ServicesDep) -
 
 @router.delete("/{kb}")
 async def delete_knowledge_base(kb: str, request: Request, services: ServicesDep) -> dict[str, Any]:
-    name = _writable(request, services, kb, "manage").name
+    name = writable_kb(request, services, kb, "manage").name
     await asyncio.to_thread(services.knowledge.delete, name, readable_kbs(request))
     await asyncio.to_thread(services.access.grants.forget, name)  # a new base of that name starts clean
     record_action(request, "kb.delete", kb=name)
@@ -106,7 +106,7 @@ async def get_document(kb: str, doc_id: int, request: Request, services: Service
 
 @router.delete("/{kb}/documents/{doc_id}")
 async def delete_document(kb: str, doc_id: int, request: Request, services: ServicesDep) -> dict[str, Any]:
-    base = _writable(request, services, kb, "write")
+    base = writable_kb(request, services, kb, "write")
     note(request, documents=[base.index.document(doc_id).file])
     await asyncio.to_thread(base.delete_document, doc_id)
     return {"deleted": True}
@@ -121,7 +121,7 @@ async def delete_document(kb: str, doc_id: int, request: Request, services: Serv
 )  # fmt: skip
 async def upload_documents(kb: str, request: Request, services: ServicesDep) -> Any:
     """Store the uploaded files and queue them; ingestion runs in the server's background worker."""
-    base = _writable(request, services, kb, "write")
+    base = writable_kb(request, services, kb, "write")
     limit = services.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + 1024 * 1024:

@@ -6,7 +6,7 @@ import { t } from "./i18n.js";
 const PERIODS = ["1d", "7d", "30d"];
 const ACTIONS = ["http.request", "auth.login", "auth.login_failed", "auth.logout", "auth.password_change", "key.create",
   "key.revoke", "user.create", "user.update", "user.disable", "user.delete", "department.create", "department.delete",
-  "acl.grant", "acl.revoke", "model.pull", "model.delete", "kb.create", "kb.delete", "audit.export"];
+  "acl.grant", "acl.revoke", "model.pull", "model.delete", "kb.create", "kb.delete", "kb.examples.add", "kb.examples.delete", "audit.export"];
 const PAGE = 100;
 
 function periodSelect(id, value = "7d") {
