@@ -97,7 +97,7 @@ def test_citations_follow_the_documents(rules_kb: KnowledgeBase, tmp_path: Path)
     assert by_list[1] == ("报酬.md", "第一条")
 
     rules_kb.delete_document(rules_kb.find_document("入井.md").id)
-    listed = {e.question: _named(e.citations) for e in rules_kb.examples()}
+    listed = {e.question: _named(e.citations) for e in rules_kb.examples()[1]}
     assert listed[EXAMPLE.question] == []  # the citation went with its document
     assert listed["工资拖着不发怎么办？"] == [("报酬.md", None, "用人单位应当按时足额支付劳动报酬")]
 
@@ -112,13 +112,23 @@ def test_importing_a_question_again_replaces_its_citations_and_one_can_be_remove
 ) -> None:
     rules_kb.add_examples([EXAMPLE])
     rules_kb.add_examples([Example(EXAMPLE.question, (ExampleCitation("入井.md", "第四条"),))])
-    (stored,) = rules_kb.examples()
+    total, (stored,) = rules_kb.examples()
+    assert total == 1
     assert _named(stored.citations) == [("入井.md", "第四条", None)]
     assert stored.to_json()["citations"] == [{"document": stored.citations[0].document, "article": "第四条"}]
     rules_kb.delete_example(stored.id)
-    assert rules_kb.examples() == []
+    assert rules_kb.examples() == (0, [])
     with pytest.raises(NotFoundError):
         rules_kb.delete_example(stored.id)
+
+
+def test_examples_are_listed_a_page_at_a_time(rules_kb: KnowledgeBase) -> None:
+    questions = [f"第{n}个问题：入井要带什么？" for n in range(7)]
+    rules_kb.add_examples([Example(q, (ExampleCitation("入井.md", "第二条"),)) for q in questions])
+    pages = [rules_kb.examples(offset, 3) for offset in (0, 3, 6, 9)]
+    assert [total for total, _ in pages] == [7] * 4
+    assert [e.question for _, page in pages for e in page] == questions
+    assert [len(page) for _, page in pages] == [3, 3, 1, 0]
 
 
 @pytest.mark.parametrize(

@@ -235,7 +235,7 @@ def _examples(args: argparse.Namespace) -> int:
         count = kb.add_examples(parse_examples(path.read_text(encoding="utf-8", errors="replace")))
         print(f"Stored {count} example questions in {kb.display_name}.")
         return 0
-    examples = kb.examples()
+    _, examples = kb.examples()
     if args.json:
         print(json.dumps([e.to_json() for e in examples], ensure_ascii=False, indent=2))
         return 0

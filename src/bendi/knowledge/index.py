@@ -400,15 +400,26 @@ class SQLiteIndex:
                 )
         return len(rows)
 
-    def examples(self) -> list[tuple[int, str, float, list[tuple[int, str | None, str | None]]]]:
+    def examples(
+        self, offset: int = 0, limit: int | None = None
+    ) -> tuple[int, list[tuple[int, str, float, list[tuple[int, str | None, str | None]]]]]:
+        """(how many there are, the page of them from `offset` in id order, with their citations)."""
         db = self._db()
+        total = int(db.execute("SELECT count(*) FROM examples").fetchone()[0])
+        rows = db.execute(
+            "SELECT id, question, added_at FROM examples ORDER BY id LIMIT ? OFFSET ?",
+            (-1 if limit is None else limit, offset),
+        ).fetchall()
         cites: dict[int, list[tuple[int, str | None, str | None]]] = {}
-        for example_id, doc_id, article, quote in db.execute(
-            "SELECT example_id, doc_id, article, quote FROM example_citations ORDER BY rowid"
-        ):
-            cites.setdefault(int(example_id), []).append((int(doc_id), article, quote))
-        rows = db.execute("SELECT id, question, added_at FROM examples ORDER BY id").fetchall()
-        return [(int(i), str(q), float(t), cites.get(int(i), [])) for i, q, t in rows]
+        if rows:
+            marks = ",".join("?" * len(rows))
+            for example_id, doc_id, article, quote in db.execute(
+                "SELECT example_id, doc_id, article, quote FROM example_citations "
+                f"WHERE example_id IN ({marks}) ORDER BY rowid",
+                [r[0] for r in rows],
+            ):
+                cites.setdefault(int(example_id), []).append((int(doc_id), article, quote))
+        return total, [(int(i), str(q), float(t), cites.get(int(i), [])) for i, q, t in rows]
 
     def delete_example(self, example_id: int) -> None:
         with self._write() as db:

@@ -145,13 +145,15 @@ class KnowledgeBase:
             raise NotFoundError(f"{where}: {doc.file} has no {what}.")
         return row
 
-    def examples(self) -> list[StoredExample]:
+    def examples(self, offset: int = 0, limit: int | None = None) -> tuple[int, list[StoredExample]]:
+        """(how many examples the base holds, those from `offset` on, at most `limit`)."""
         files = {d.id: d.file for d in self.documents()}
-        return [
+        total, rows = self.index.examples(offset, limit)
+        return total, [
             StoredExample(
                 i, q, tuple(ExampleCitation(files.get(d, str(d)), a, quote) for d, a, quote in cites), t
             )
-            for i, q, t, cites in self.index.examples()
+            for i, q, t, cites in rows
         ]
 
     def delete_example(self, example_id: int) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from bendi.gateway.audit_hooks import record_action
@@ -55,9 +55,17 @@ class NewExamples(BaseModel):
 
 
 @router.get("/{kb}/examples")
-async def list_examples(kb: str, request: Request, services: ServicesDep) -> dict[str, Any]:
+async def list_examples(
+    kb: str,
+    request: Request,
+    services: ServicesDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """A page of the base's examples in the order they were first stored; `total` counts them all."""
     base = services.knowledge.get(kb, readable_kbs(request))
-    return {"data": [e.to_json() for e in await asyncio.to_thread(base.examples)]}
+    total, page = await asyncio.to_thread(base.examples, offset, limit)
+    return {"data": [e.to_json() for e in page], "total": total, "offset": offset}
 
 
 @router.post("/{kb}/examples", status_code=201)
