@@ -103,9 +103,7 @@ def fuse(lists: Lists, c: Config) -> list[int]:
     fused = rrf(rankings, k=c.k, weights=weights)
     if c.neighbour > 0:
         fused = neighbour_boost(fused, lists.neighbours, weight=c.neighbour, k=c.k, depth=NEIGHBOUR_DEPTH)
-    if rankings.get("examples"):  # as the product: the fusion without them keeps its first hit
-        plain = rrf({n: r for n, r in rankings.items() if n != "examples"}, k=c.k, weights=weights)
-        fused = own_best_first(fused, plain[0][0]) if plain else fused
+    fused = own_best_first(fused, rankings, k=c.k, weights=weights)  # as the product
     return [cid for cid, _, _ in fused[:30]]
 
 
