@@ -123,9 +123,29 @@ async def _prefill_beside_a_stream(engine: LlamaCppEngine, repeats: int) -> tupl
 
 def test_a_long_prompt_is_prefilled_in_chunks_while_streams_keep_flowing(engine) -> None:  # type: ignore[no-untyped-def]
     # ~800 prompt tokens, at most 255 a step beside the stream (batch_tokens 256): 4 steps or more,
-    # and the stream gets a token from each.
+    # and the stream keeps getting tokens meanwhile (about one per prefill_step_s, the default 1 s).
     tokens_meanwhile, steps = asyncio.run(_prefill_beside_a_stream(engine, 90))
-    assert steps >= 4 and tokens_meanwhile >= steps - 1
+    assert steps >= 4 and tokens_meanwhile >= 1
+
+
+def test_a_stream_that_just_got_a_token_sits_out_a_prompt_step(smollm2_path: Path) -> None:
+    """Each prompt step a running stream rides costs a pass over the weights for its token, so a
+    stream that got one less than prefill_step_s ago sits the step out; unpaced (0), it rides every
+    step. Either way the stream's own tokens are what it would have generated alone."""
+    results = {}
+    for step_s in (0.0, 30.0):
+        config = ContextConfig(context_tokens=1024, sequences=2, batch_tokens=256, threads=1,
+                               prefill_chunk_tokens=64, prefill_step_s=step_s)  # fmt: skip
+        engine = LlamaCppEngine("smollm2:135m", smollm2_path, config)
+        try:
+            results[step_s] = asyncio.run(_prefill_beside_a_stream(engine, 90))
+        finally:
+            asyncio.run(engine.close())
+    (unpaced_tokens, unpaced_steps), (held_tokens, held_steps) = results[0.0], results[30.0]
+    assert unpaced_tokens >= unpaced_steps - 1  # a token from every step
+    # held: no token while the prompt's long part is read; they ride its last chunk (a step the
+    # prompt ends in either way), plus a token already on its way when it arrived
+    assert held_steps >= 4 and held_tokens <= 3 < unpaced_tokens
 
 
 def test_a_long_prompt_beside_a_stream_is_read_at_the_measured_pace(smollm2_path: Path) -> None:

@@ -52,6 +52,19 @@ def test_with_nothing_generating_prompts_fill_the_whole_batch() -> None:
     assert [n for _, n in plan_prefill([first, second, third], 0, 512, 64)] == [300, 200, 12]
 
 
+def test_streams_held_out_of_a_step_still_keep_the_prompt_to_one_chunk() -> None:
+    """A step that leaves the running streams out is still theirs to wait for: paced, not the
+    whole batch (a big model reads 512 tokens in many seconds)."""
+    long = prompt(2000)
+    assert [n for _, n in plan_prefill([long], 0, 512, 128, streams_held=True)] == [128]
+
+
+def test_streams_ride_a_prompt_step_once_the_pace_step_has_passed() -> None:
+    pace = PrefillPace(1.0, floor=128)
+    assert pace.holds_streams(0.2) and not pace.holds_streams(1.0)
+    assert not PrefillPace(0.0, floor=128).holds_streams(0.0)  # unpaced: they ride every step
+
+
 def test_generating_sequences_get_no_prompt_tokens() -> None:
     running = prompt(20, done=20)
     waiting = prompt(30)

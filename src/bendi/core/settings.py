@@ -121,7 +121,8 @@ class Settings(BaseModel):
     # (multiples of 64; 0: always prefill_chunk_tokens). Each step beside running streams costs
     # them a pass over the weights, so fewer, larger steps bring a long prompt's first token sooner
     # (Gemma 3 270M, 2.5k tokens beside 7 streams: 5.6 -> 4.3 s) and the streams' later tokens
-    # too; the streams pause up to about this long per step.
+    # too. The streams ride a prompt step only once their last token is this old, so they pause
+    # about two steps.
     prefill_step_s: float = Field(default=1.0, ge=0.0, le=30.0)
     # RAM for prefixes evicted from busy slots (a conversation's next turn after its slot was
     # reused restores its KV instead of recomputing the history); 0 turns it off.

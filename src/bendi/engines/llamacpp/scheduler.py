@@ -108,6 +108,7 @@ class Scheduler:
             PromptCache(llama_cpp, model.ctx, prompt_cache_mb << 20) if prompt_cache_mb > 0 else None
         )
         self._prompt_total = self._prompt_cached = self._generated = self._steps = 0
+        self._streams_decoded_s = 0.0  # when the last step that decoded generating sequences ended
         self._policy = speculation or SpeculationPolicy()
         self._draft = draft  # proposes tokens when the policy's mode is "draft"
         self._answers = AnswerCache()  # clients' recent answers: auto mode's second source of proposals
@@ -358,11 +359,15 @@ class Scheduler:
             batch.logits,
         )
         generating = [seq for seq in self._active if seq.next_token is not None]
+        chunks = self._held_prefill(generating)
+        if chunks:  # a prompt is read while the running streams wait for their next ride
+            generating = []
         proposed = self._propose(generating) if generating else 0
         width = 1 + max((len(seq.proposals) for seq in generating), default=0)
-        chunks = plan_prefill(
-            self._active, len(generating) + proposed, self._batch_tokens, self._prefill_pace.chunk()
-        )
+        if not chunks:
+            chunks = plan_prefill(
+                self._active, len(generating) + proposed, self._batch_tokens, self._prefill_pace.chunk()
+            )
         chunk_sizes = {id(seq): count for seq, count in chunks}
         n = 0
         outputs: list[tuple[Sequence, int]] = []
@@ -420,11 +425,26 @@ class Scheduler:
                 self._verify(seq, index)
             else:
                 self._sample(seq, index)
+        if generating:
+            self._streams_decoded_s = time.monotonic()
         elapsed_s = time.perf_counter() - started_s
         if chunks:
             self._prefill_pace.record(sum(count for _, count in chunks), elapsed_s)
         elif generating:
             self._policy.record_step(len(generating), width, self._generated - generated_before, elapsed_s)
+
+    def _held_prefill(self, generating: list[Sequence]) -> list[tuple[Sequence, int]]:
+        """The prompt chunks of a step that leaves the running streams out (they got a token less
+        than the prefill pace's step ago, prefill.PrefillPace.holds_streams); none when they ride.
+        Only prompts that take more than this step are worth it: a short one is read in the same
+        step as the streams' tokens either way, and a step of its own would cost them one more."""
+        pace = self._prefill_pace
+        if not generating or not pace.holds_streams(time.monotonic() - self._streams_decoded_s):
+            return []
+        chunk = min(pace.chunk(), self._batch_tokens)
+        if sum(len(seq.prompt_tokens) - seq.n_past for seq in self._active if seq.prefilling) <= chunk:
+            return []
+        return plan_prefill(self._active, 0, self._batch_tokens, chunk, streams_held=True)
 
     def _propose(self, generating: list[Sequence]) -> int:
         """Give each generating sequence its proposals for this step; returns how many in all."""
