@@ -128,10 +128,9 @@ def test_a_long_prompt_is_prefilled_in_chunks_while_streams_keep_flowing(engine)
     assert steps >= 4 and tokens_meanwhile >= 1
 
 
-def test_a_stream_that_just_got_a_token_sits_out_a_prompt_step(smollm2_path: Path) -> None:
-    """Each prompt step a running stream rides costs a pass over the weights for its token, so a
-    stream that got one less than prefill_step_s ago sits the step out; unpaced (0), it rides every
-    step. Either way the stream's own tokens are what it would have generated alone."""
+def _paced_and_unpaced(smollm2_path: Path) -> dict[float, tuple[int, int]]:
+    """(stream tokens meanwhile, steps) of a long prompt beside a stream, unpaced (prefill_step_s
+    0: fixed 64-token chunks) and paced with a step far longer than the prompt takes (30 s)."""
     results = {}
     for step_s in (0.0, 30.0):
         config = ContextConfig(context_tokens=1024, sequences=2, batch_tokens=256, threads=1,
@@ -141,27 +140,21 @@ def test_a_stream_that_just_got_a_token_sits_out_a_prompt_step(smollm2_path: Pat
             results[step_s] = asyncio.run(_prefill_beside_a_stream(engine, 90))
         finally:
             asyncio.run(engine.close())
-    (unpaced_tokens, unpaced_steps), (held_tokens, held_steps) = results[0.0], results[30.0]
-    assert unpaced_tokens >= unpaced_steps - 1  # a token from every step
+    return results
+
+
+def test_a_paced_long_prompt_takes_fewer_steps_and_fresh_streams_sit_them_out(smollm2_path: Path) -> None:
+    """With prefill_step_s, a chunk is what the engine reads in about that long: fewer steps (each
+    a stream rides costs it a pass over the weights) than fixed 64-token chunks. And a stream that
+    got a token less than prefill_step_s ago sits a prompt step out; unpaced, it rides every step."""
+    (unpaced_tokens, unpaced_steps), (held_tokens, held_steps) = _paced_and_unpaced(smollm2_path).values()
+    # fixed: ~800 / 64 steps, a token from each; paced: the first step's 64 tokens, then up to the
+    # batch's room
+    assert unpaced_steps >= 11 and unpaced_tokens >= unpaced_steps - 1
+    assert 4 <= held_steps <= 5
     # held: no token while the prompt's long part is read; they ride its last chunk (a step the
     # prompt ends in either way), plus a token already on its way when it arrived
-    assert held_steps >= 4 and held_tokens <= 3 < unpaced_tokens
-
-
-def test_a_long_prompt_beside_a_stream_is_read_at_the_measured_pace(smollm2_path: Path) -> None:
-    """With prefill_step_s, a chunk beside running streams is what the engine reads in about that
-    long: fewer steps (each costs the streams a pass over the weights) than fixed 64-token chunks."""
-    steps = {}
-    for step_s in (0.0, 30.0):
-        config = ContextConfig(context_tokens=1024, sequences=2, batch_tokens=256, threads=1,
-                               prefill_chunk_tokens=64, prefill_step_s=step_s)  # fmt: skip
-        engine = LlamaCppEngine("smollm2:135m", smollm2_path, config)
-        try:
-            _, steps[step_s] = asyncio.run(_prefill_beside_a_stream(engine, 90))
-        finally:
-            asyncio.run(engine.close())
-    # fixed: ~800 / 64 steps; paced: the first step's 64 tokens, then up to the batch's room
-    assert steps[0.0] >= 11 and steps[30.0] <= 5, steps
+    assert held_tokens <= 3 < unpaced_tokens
 
 
 def test_a_failure_while_admitting_ends_the_request_with_the_error(
