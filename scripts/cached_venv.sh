@@ -3,13 +3,18 @@
 # venv is current this prints its python and exits the calling script; otherwise it makes a fresh venv
 # and leaves VPY (its python), MARKER (write KEY there when done) and pip_quietly for the caller.
 MARKER=$TARGET/.bendi-installed
+# One install of TARGET at a time: a second waits, then finds the venv current. The lock is held
+# until the calling script exits (it writes MARKER last), and a pip it started holds it too, even
+# when the script was killed, so nothing deletes a venv that a pip is still writing.
+mkdir -p "$(dirname "$TARGET")"
+exec 8>"$TARGET.lock"
+flock 8
 if [ -f "$MARKER" ] && [ "$(cat "$MARKER")" = "$KEY" ] && "$TARGET/bin/python" -c '' 2>/dev/null; then
   echo "$TARGET/bin/python"
   exit 0
 fi
 echo "Installing $WHAT into $TARGET (once; later runs take a second)." >&2
 rm -rf "$TARGET"
-mkdir -p "$(dirname "$TARGET")"
 "$PY" -m venv "$TARGET"
 VPY=$TARGET/bin/python
 pip_quietly() { # pip's warnings about index folders this machine does not have are noise here
