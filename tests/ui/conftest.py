@@ -69,3 +69,23 @@ def browser(browser_factory: Callable[[str], object]) -> object:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed UI test leaves what the browser showed (a screenshot in test-artifacts/, and the
+    page's text and console in the report), so a failure seen once in CI can be read afterwards."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    driver = getattr(item, "funcargs", {}).get("browser")
+    if report.when != "call" or not report.failed or driver is None:
+        return
+    try:
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"failed-{item.name}.png"))
+        text = driver.execute_script("return location.href + '\\n' + document.body.innerText")
+        console = "\n".join(str(entry) for entry in driver.get_log("browser"))
+    except Exception as exc:  # the browser itself may be what failed
+        text, console = f"(could not read the page: {exc})", ""
+    report.sections.append(("browser page", str(text)[-4000:]))
+    report.sections.append(("browser console", console[-4000:]))
