@@ -1,5 +1,6 @@
 """bendi's llama.cpp build (patches/llama-cpp-python, scripts/install_llama_cpp.sh): the paired Q4_1
-kernel is installed, and it changes speed only, never a single bit of the results."""
+kernel is installed, and it and the other patched kernels (attention in fixed chunks, matmuls of a few
+columns) change speed only, never a single bit of the results."""
 
 from __future__ import annotations
 
@@ -165,3 +166,102 @@ def test_a_verified_token_gets_the_logits_it_gets_when_decoded_alone(smollm2_pat
     finally:
         llama_cpp.llama_batch_free(batch)
         model.close()
+
+
+GGML_TYPE_Q4_0, GGML_TYPE_Q5_0, GGML_TYPE_Q8_0, GGML_TYPE_IQ4_NL = 2, 6, 8, 20
+
+
+class ComputeParams(ctypes.Structure):
+    """ggml-cpu-impl.h `struct ggml_compute_params`."""
+
+    _fields_ = [
+        ("ith", ctypes.c_int),
+        ("nth", ctypes.c_int),
+        ("wsize", ctypes.c_size_t),
+        ("wdata", ctypes.c_void_p),
+        ("threadpool", ctypes.c_void_p),
+        ("use_ref", ctypes.c_bool),
+    ]
+
+
+def _declare_sgemm(library: ctypes.CDLL) -> None:
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    library.llamafile_sgemm.restype = ctypes.c_bool
+    library.llamafile_sgemm.argtypes = [ctypes.POINTER(ComputeParams), i64, i64, i64, ptr, i64, ptr, i64, ptr, i64,
+                                        ctypes.c_int, ctypes.c_int, ctypes.c_int]  # fmt: skip
+
+
+def _sgemm(library: ctypes.CDLL, type_id: int, w: ctypes.Array, a: ctypes.Array, m: int, n: int, k: int,
+           threads: int, activation_type: int = GGML_TYPE_Q8_0) -> bytes:  # fmt: skip
+    """llamafile_sgemm of m weight rows by n activation columns (k blocks each), as ggml's threads
+    call it (each computes its share; this class of kernels has no barrier, so one after another)."""
+    out = (ctypes.c_float * (m * n))()
+    for ith in range(threads):
+        params = ComputeParams(ith, threads, 0, None, None, False)
+        if not library.llamafile_sgemm(ctypes.byref(params), m, n, k, w, k, a, k, out, m, type_id,
+                                       activation_type, 0):  # fmt: skip
+            pytest.skip(f"this build's llamafile_sgemm does not take type {type_id} (no patch 0004)")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("type_id", [GGML_TYPE_Q8_0, GGML_TYPE_Q5_0, GGML_TYPE_Q4_0, GGML_TYPE_IQ4_NL])
+def test_few_column_matmul_is_bit_identical_to_the_tiles(type_id: int) -> None:
+    """Patch 0004: a matmul of 2-12 activation columns (a decode step of several streams, a
+    speculative verification) goes through the weights one row at a time; every output must equal,
+    bit for bit, what stock's tiles give it, which they still do at 16 columns. Odd row counts,
+    several threads, and a matrix large enough for the 2-column row pass (an output layer)."""
+    import numpy as np
+
+    library = ctypes.CDLL(str(lib_dir() / "libggml-cpu.so"))
+    if not hasattr(library, "llamafile_sgemm") or not _has_avx2():
+        pytest.skip("no llamafile sgemm in this build")
+    _declare_sgemm(library)
+    rng = np.random.default_rng(type_id)
+    from_float = cpu_type_traits(GGML_TYPE_Q8_0).from_float
+    for m, width in ((37, 64), (64, 576), (13_200, 640)):
+        k = width // 32
+        weights = (rng.standard_normal((m, width)) * rng.uniform(0.01, 3, (m, 1))).astype(np.float32)
+        w = _quantize(weights.ravel().tolist(), type_id, m, width)
+        acts = (rng.standard_normal((16, width)) * rng.uniform(0.1, 10, (16, 1))).astype(np.float32)
+        row = k * 34  # a Q8_0 block: an F16 scale and 32 bytes
+        a = ctypes.create_string_buffer(16 * row)
+        for col in range(16):  # activations quantized as ggml's matmul does, column by column
+            from_float(acts[col].ctypes.data_as(ctypes.POINTER(ctypes.c_float)), ctypes.addressof(a) + col * row,
+                       width)  # fmt: skip
+        tiles = _sgemm(library, type_id, w, a, m, 16, k, 1)
+        for n in (2, 3, 5, 8, 9, 12) if m < 10_000 else (2, 8):
+            for threads in (1, 3):
+                got = _sgemm(library, type_id, w, a, m, n, k, threads)
+                assert got == tiles[: 4 * m * n], (type_id, m, n, threads)
+
+
+def test_few_column_q4_1_matmul_is_bit_identical_to_ggml_dots() -> None:
+    """Patch 0004, Q4_1 (the bundled model's format): 3-12 activation columns through the row pass
+    give, bit for bit, ggml's own dot product of each (row, column), on 1 and 3 threads; ggml's
+    paired kernel (patch 0001) equals those dots too, so decode gives the same logits either way."""
+    library = ctypes.CDLL(str(lib_dir() / "libggml-cpu.so"))
+    traits = cpu_type_traits(GGML_TYPE_Q4_1)
+    if not hasattr(library, "llamafile_sgemm") or traits is None or not _has_avx2():
+        pytest.skip("no llamafile sgemm in this build")
+    _declare_sgemm(library)
+    rng = random.Random(41)
+    for m, width in ((37, 64), (24, 576)):
+        k = width // 32
+        w = _quantize([rng.gauss(rng.uniform(-1, 1), rng.uniform(0.01, 3)) for _ in range(m * width)],
+                      GGML_TYPE_Q4_1, m, width)  # fmt: skip
+        a = _quantize(
+            [rng.gauss(0, rng.uniform(0.1, 10)) for _ in range(12 * width)], GGML_TYPE_Q8_1, 12, width
+        )
+        w_row, a_row = len(w) // m, len(a) // 12
+        dots = []
+        for col in range(12):
+            for row in range(m):
+                out = ctypes.c_float()
+                traits.vec_dot(width, ctypes.byref(out), 0, ctypes.addressof(w) + row * w_row, 0,
+                               ctypes.addressof(a) + col * a_row, 0, 1)  # fmt: skip
+                dots.append(out.value)
+        expected = struct.pack(f"{len(dots)}f", *dots)
+        for n in (3, 5, 8, 9, 12):  # 2 columns stay on ggml's paired kernel
+            for threads in (1, 3):
+                got = _sgemm(library, GGML_TYPE_Q4_1, w, a, m, n, k, threads, GGML_TYPE_Q8_1)
+                assert got == expected[: 4 * m * n], (m, n, threads)
