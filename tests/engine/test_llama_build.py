@@ -37,15 +37,19 @@ def test_installed_build_pairs_q4_1_dot_products() -> None:
     assert "paired" in build.describe
 
 
-def _quantize(values: list[float], type_id: int, rows: int, n: int) -> ctypes.Array:
+def _quantize(
+    values: list[float], type_id: int, rows: int, n: int, *, activations: bool = False
+) -> ctypes.Array:
+    """`rows` rows of `n` values in ggml's `type_id`: as weights are quantized, or (Q8_1 always,
+    other types with `activations`) as ggml's matmul quantizes its activations, row by row."""
     base = ctypes.CDLL(str(lib_dir() / "libggml-base.so"))
     base.ggml_row_size.restype = ctypes.c_size_t
     base.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
     row = base.ggml_row_size(type_id, n)
     out = ctypes.create_string_buffer(rows * row)
     source = (ctypes.c_float * len(values))(*values)
-    if type_id == GGML_TYPE_Q8_1:  # activations: quantized as ggml's matmul does, row by row
-        from_float = cpu_type_traits(GGML_TYPE_Q8_1).from_float
+    if activations or type_id == GGML_TYPE_Q8_1:
+        from_float = cpu_type_traits(type_id).from_float
         for r in range(rows):
             from_float(ctypes.cast(ctypes.addressof(source) + 4 * n * r, ctypes.POINTER(ctypes.c_float)),
                        ctypes.addressof(out) + r * row, n)  # fmt: skip
@@ -217,17 +221,12 @@ def test_few_column_matmul_is_bit_identical_to_the_tiles(type_id: int) -> None:
         pytest.skip("no llamafile sgemm in this build")
     _declare_sgemm(library)
     rng = np.random.default_rng(type_id)
-    from_float = cpu_type_traits(GGML_TYPE_Q8_0).from_float
     for m, width in ((37, 64), (64, 576), (13_200, 640)):
         k = width // 32
         weights = (rng.standard_normal((m, width)) * rng.uniform(0.01, 3, (m, 1))).astype(np.float32)
         w = _quantize(weights.ravel().tolist(), type_id, m, width)
         acts = (rng.standard_normal((16, width)) * rng.uniform(0.1, 10, (16, 1))).astype(np.float32)
-        row = k * 34  # a Q8_0 block: an F16 scale and 32 bytes
-        a = ctypes.create_string_buffer(16 * row)
-        for col in range(16):  # activations quantized as ggml's matmul does, column by column
-            from_float(acts[col].ctypes.data_as(ctypes.POINTER(ctypes.c_float)), ctypes.addressof(a) + col * row,
-                       width)  # fmt: skip
+        a = _quantize(acts.ravel().tolist(), GGML_TYPE_Q8_0, 16, width, activations=True)
         tiles = _sgemm(library, type_id, w, a, m, 16, k, 1)
         for n in (2, 3, 5, 8, 9, 12) if m < 10_000 else (2, 8):
             for threads in (1, 3):
